@@ -1,0 +1,34 @@
+"""moonlet: Moondream2 in PyTorch, with real checkpoint loading and a fast engine."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .api import Moondream
+from .config import MoondreamConfig
+from .engine import EncodedImage
+from .loading import load_model
+
+__version__ = "0.1.0"
+__all__ = ["load", "Moondream", "MoondreamConfig", "EncodedImage", "__version__"]
+
+
+def load(
+    model: str | os.PathLike | None = None,
+    revision: str | None = None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    config: MoondreamConfig | dict | None = None,
+    tokenizer=None,
+) -> Moondream:
+    """Load a model: a local directory or ``.safetensors`` file, a hub id such as
+    ``vikhyatk/moondream2`` (with ``revision``), or the embedded model when ``model`` is None.
+
+    ``device`` defaults to CUDA when available; ``dtype`` to the checkpoint's dtype on GPU and
+    float32 on CPU. ``tokenizer`` overrides the checkpoint's tokenizer.
+    """
+    net, own_tokenizer, resolved = load_model(model, revision, device, dtype, config)
+    name = str(model) if model is not None else "moonlet-nano"
+    return Moondream(net, tokenizer if tokenizer is not None else own_tokenizer, name=name)

@@ -1,0 +1,163 @@
+"""The user-facing model object: caption, query, detect, point, and the seed article's calls."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Mapping, Sequence
+
+import torch
+
+from .engine import Engine, EncodedImage, TextRequest
+from .image import ImageInput, load_image, make_crops, to_rgb
+from .model import MoondreamModel
+from .prefix_cache import PrefixCache, pixel_key
+from .prompts import CAPTION_LENGTHS, PromptBuilder
+from .sampling import SamplingSettings, SettingsError
+from .streaming import TextStreamer
+from .tokenizer import Tokenizer
+
+DEFAULT_PREFIX_CACHE_BYTES = 2 * 1024**3
+
+
+class Moondream:
+    """A loaded model with its tokenizer and engine. Create it with ``moonlet.load``."""
+
+    def __init__(
+        self,
+        model: MoondreamModel,
+        tokenizer: Tokenizer | None,
+        prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
+        name: str | None = None,
+    ):
+        self.model = model
+        self.config = model.config
+        self.tokenizer = Tokenizer(tokenizer) if tokenizer is not None else None
+        self.engine = Engine(model)
+        self.prefix_cache = PrefixCache(prefix_cache_bytes)
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Moondream(name={self.name!r}, profile={self.config.profile!r}, device={self.model.device}, dtype={self.model.dtype})"
+
+    # --- images ---------------------------------------------------------------------------
+
+    def encode_image(self, image: ImageInput | EncodedImage) -> EncodedImage:
+        """Run the vision tower and prefill BOS + image once; later calls reuse the result.
+
+        The same pixels (even a fresh upload of the same picture) hit a bounded LRU cache.
+        """
+        if isinstance(image, EncodedImage):
+            return image
+        rgb = to_rgb(load_image(image))
+        return self.prefix_cache.get_or_create(pixel_key(rgb), lambda: self._encode_rgb(rgb))
+
+    def _encode_rgb(self, rgb) -> EncodedImage:
+        embedding = self.model.image_embedding(make_crops(rgb, self.config.vision))
+        encoded = self.engine.prefill_prefix(self.model.prefix_embeddings(embedding), self.model.mask_prefix_len)
+        encoded.embedding = embedding
+        return encoded
+
+    def _text_prefix(self) -> EncodedImage:
+        """BOS alone, for a query without an image (fully causal)."""
+        return self.engine.prefill_prefix(self.model.bos_embedding()[None], bidirectional=0)
+
+    # --- skills ---------------------------------------------------------------------------
+
+    def _prompts(self, tokenizer: Any = None) -> PromptBuilder:
+        chosen = Tokenizer(tokenizer) if tokenizer is not None else self.tokenizer
+        if chosen is None:
+            raise ValueError("this model was loaded without a tokenizer; pass tokenizer= or load one with the model")
+        return PromptBuilder(self.config.tokenizer, chosen)
+
+    def _settings(self, settings: Mapping[str, Any] | None) -> SamplingSettings:
+        if settings is not None and not isinstance(settings, Mapping):
+            raise SettingsError(f"settings must be a dict, got {type(settings).__name__}")
+        return SamplingSettings.from_settings(self.config.generation, settings)
+
+    def _text_request(self, prefix: EncodedImage, prompt: list[int], settings: SamplingSettings) -> TextRequest:
+        tok = self.config.tokenizer
+        return TextRequest(prefix, prompt, settings, stop_ids=(tok.eos_id,), masked_ids=tok.masked_after_first)
+
+    def _run_text(self, request: TextRequest, stream: bool, tokenizer: Tokenizer) -> str | Iterator[str]:
+        if stream:
+            return self._stream_text(request, tokenizer)
+        (ids,) = self.engine.generate([request])
+        return tokenizer.decode(ids)
+
+    def _stream_text(self, request: TextRequest, tokenizer: Tokenizer) -> Iterator[str]:
+        streamer = TextStreamer(tokenizer.decode)
+        for (token,) in self.engine.generate_stream([request]):
+            piece = streamer.push(token)
+            if piece:
+                yield piece
+        rest = streamer.finish()
+        if rest:
+            yield rest
+
+    def caption(
+        self, image: ImageInput | EncodedImage, length: str = "normal", stream: bool = False, settings=None, tokenizer=None
+    ) -> dict[str, Any]:
+        if length not in CAPTION_LENGTHS:
+            raise ValueError(f"unknown caption length {length!r}; use one of {', '.join(CAPTION_LENGTHS)}")
+        prompts = self._prompts(tokenizer)
+        request = self._text_request(self.encode_image(image), prompts.caption(length), self._settings(settings))
+        return {"caption": self._run_text(request, stream, prompts.tokenizer)}
+
+    def query(
+        self,
+        image: ImageInput | EncodedImage | None = None,
+        question: str | None = None,
+        stream: bool = False,
+        settings=None,
+        tokenizer=None,
+    ) -> dict[str, Any]:
+        prompts = self._prompts(tokenizer)
+        prompt = prompts.query(question)
+        prefix = self._text_prefix() if image is None else self.encode_image(image)
+        request = self._text_request(prefix, prompt, self._settings(settings))
+        return {"answer": self._run_text(request, stream, prompts.tokenizer)}
+
+    def detect(self, image: ImageInput | EncodedImage, object: str, settings=None, tokenizer=None) -> dict[str, Any]:
+        return {"objects": self._locate(image, object, settings, tokenizer, with_size=True)}
+
+    def point(self, image: ImageInput | EncodedImage, object: str, settings=None, tokenizer=None) -> dict[str, Any]:
+        return {"points": self._locate(image, object, settings, tokenizer, with_size=False)}
+
+    def _locate(self, image, obj, settings, tokenizer, with_size: bool) -> list[dict[str, float]]:
+        if self.model.region is None:
+            raise NotImplementedError(
+                f"the {self.config.profile} profile has no region model; detect and point need revision 2025-01-09 or later"
+            )
+        prompts = self._prompts(tokenizer)
+        prompt = prompts.detect(obj) if with_size else prompts.point(obj)
+        max_objects = self.config.generation.max_objects
+        if settings:
+            self._settings({k: v for k, v in settings.items() if k != "max_objects"})
+            max_objects = settings.get("max_objects", max_objects)
+            if not isinstance(max_objects, int) or isinstance(max_objects, bool) or max_objects < 1:
+                raise SettingsError(f"max_objects must be a positive integer, got {max_objects!r}")
+        prefix = self.encode_image(image)
+        return self.engine.locate(prefix, prompt, with_size, max_objects, self.config.tokenizer.eos_id)
+
+    # --- batching -------------------------------------------------------------------------
+
+    def batch_query(
+        self, items: Sequence[tuple[ImageInput | EncodedImage, str]], settings=None, tokenizer=None
+    ) -> list[dict[str, str]]:
+        """Answer several (image, question) pairs decoded together in one batch."""
+        prompts = self._prompts(tokenizer)
+        sampling = self._settings(settings)
+        requests = [self._text_request(self.encode_image(img), prompts.query(q), sampling) for img, q in items]
+        return [{"answer": prompts.tokenizer.decode(ids)} for ids in self.engine.generate(requests)]
+
+    # --- the seed article's form ------------------------------------------------------------
+
+    def answer_question(self, image_embeds: EncodedImage | ImageInput, question: str, tokenizer=None, **kwargs) -> str:
+        settings = {"max_tokens": kwargs["max_new_tokens"]} if "max_new_tokens" in kwargs else None
+        return self.query(image_embeds, question, settings=settings, tokenizer=tokenizer)["answer"].strip()
+
+    @torch.inference_mode()
+    def first_token_logits(self, image: ImageInput | EncodedImage, prompt: Sequence[int]) -> torch.Tensor:
+        """Token-level entry point: logits (vocab,) for the token after ``prompt``."""
+        request = TextRequest(self.encode_image(image), list(prompt), SamplingSettings(temperature=0.0))
+        _, _, logits = self.engine._start([request])
+        return logits[0].float()

@@ -1,0 +1,305 @@
+"""Frozen model configuration: text, vision, region and tokenizer sections.
+
+Every geometry is derived from these fields (patch grid, prefix length, context); no module
+hard-codes the sizes of the real model. Revision-specific behaviour (mask shape, GELU form,
+crop scheme, size bins, templates) is configuration too, so older revisions are profiles of
+the same code (see ``moonlet.profiles``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Mapping
+
+GELU_KINDS = ("tanh", "exact")
+CROP_SCHEMES = ("overlap", "single")
+SIZE_BIN_KINDS = ("log", "linear")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot describe a valid model."""
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """Phi-1.5 style decoder."""
+
+    dim: int = 2048
+    ff_dim: int = 8192
+    n_layers: int = 24
+    vocab_size: int = 51200
+    max_context: int = 2048
+    n_heads: int = 32
+    n_kv_heads: int = 32
+    rope_theta: float = 10000.0
+    partial_rotary_factor: float = 0.5
+    layer_norm_eps: float = 1e-5
+    gelu: str = "tanh"
+    # Attention over BOS + image is bidirectional (2025 revisions) or causal (2024).
+    prefix_bidirectional: bool = True
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
+
+    @property
+    def rotary_dim(self) -> int:
+        return int(self.head_dim * self.partial_rotary_factor)
+
+    def validate(self) -> None:
+        if self.dim % self.n_heads:
+            raise ConfigError(f"text.dim {self.dim} is not divisible by text.n_heads {self.n_heads}")
+        if self.n_heads % self.n_kv_heads:
+            raise ConfigError(
+                f"text.n_heads {self.n_heads} is not a multiple of text.n_kv_heads {self.n_kv_heads}"
+            )
+        if self.rotary_dim % 2 or not 0 < self.rotary_dim <= self.head_dim:
+            raise ConfigError(f"rotary dim {self.rotary_dim} must be even and within head dim {self.head_dim}")
+        if self.gelu not in GELU_KINDS:
+            raise ConfigError(f"text.gelu must be one of {GELU_KINDS}, got {self.gelu!r}")
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """SigLIP trunk, crop scheme and projection MLP."""
+
+    enc_dim: int = 1152
+    enc_patch_size: int = 14
+    enc_n_layers: int = 27
+    enc_ff_dim: int = 4304
+    enc_n_heads: int = 16
+    proj_out_dim: int = 2048
+    proj_inner_dim: int = 8192
+    crop_size: int = 378
+    in_channels: int = 3
+    max_crops: int = 12
+    overlap_margin: int = 4
+    layer_norm_eps: float = 1e-5
+    gelu: str = "tanh"
+    # "overlap": global crop + overlapping local tiles (2025); "single": one stretched crop (2024-03).
+    crop_scheme: str = "overlap"
+    resample: str = "lanczos"
+
+    @property
+    def grid_size(self) -> int:
+        """Patches per side of one crop."""
+        return self.crop_size // self.enc_patch_size
+
+    @property
+    def n_patches(self) -> int:
+        return self.grid_size**2
+
+    @property
+    def patch_dim(self) -> int:
+        return self.in_channels * self.enc_patch_size**2
+
+    @property
+    def head_dim(self) -> int:
+        return self.enc_dim // self.enc_n_heads
+
+    @property
+    def proj_in_dim(self) -> int:
+        """Global features, plus pooled local features under the overlap scheme."""
+        return self.enc_dim * (2 if self.crop_scheme == "overlap" else 1)
+
+    def validate(self) -> None:
+        if self.crop_size % self.enc_patch_size:
+            raise ConfigError(
+                f"vision.crop_size {self.crop_size} is not a multiple of enc_patch_size {self.enc_patch_size}"
+            )
+        if self.enc_dim % self.enc_n_heads:
+            raise ConfigError(f"vision.enc_dim {self.enc_dim} is not divisible by enc_n_heads {self.enc_n_heads}")
+        if self.crop_scheme not in CROP_SCHEMES:
+            raise ConfigError(f"vision.crop_scheme must be one of {CROP_SCHEMES}, got {self.crop_scheme!r}")
+        if self.gelu not in GELU_KINDS:
+            raise ConfigError(f"vision.gelu must be one of {GELU_KINDS}, got {self.gelu!r}")
+        if 2 * self.overlap_margin >= self.grid_size:
+            raise ConfigError("vision.overlap_margin leaves no usable window per crop")
+
+
+@dataclass(frozen=True)
+class RegionConfig:
+    """Coordinate and size heads for detect and point."""
+
+    dim: int = 2048
+    coord_feat_dim: int = 256
+    coord_out_dim: int = 1024
+    size_feat_dim: int = 512
+    size_out_dim: int = 2048
+    inner_dim: int = 8192
+    size_bins: str = "log"
+    enabled: bool = True
+
+    @property
+    def n_coord_bins(self) -> int:
+        return self.coord_out_dim
+
+    @property
+    def n_size_bins(self) -> int:
+        return self.size_out_dim // 2
+
+    def validate(self) -> None:
+        if self.size_bins not in SIZE_BIN_KINDS:
+            raise ConfigError(f"region.size_bins must be one of {SIZE_BIN_KINDS}, got {self.size_bins!r}")
+        if self.coord_feat_dim % 2 or self.size_feat_dim % 4 or self.size_out_dim % 2:
+            raise ConfigError("region feature dims must split into cos/sin halves (and two size axes)")
+
+
+@dataclass(frozen=True)
+class Templates:
+    """Prompt token ids per skill (they follow the image prefix)."""
+
+    caption: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    query_prefix: tuple[int, ...] = ()
+    query_suffix: tuple[int, ...] = ()
+    detect_prefix: tuple[int, ...] = ()
+    detect_suffix: tuple[int, ...] = ()
+    point_prefix: tuple[int, ...] = ()
+    point_suffix: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    bos_id: int = 0
+    eos_id: int = 0
+    answer_id: int = 3
+    thinking_id: int = 4
+    coord_id: int = 5
+    size_id: int = 6
+    start_ground_points_id: int = 7
+    end_ground_id: int = 9
+    templates: Templates = field(default_factory=Templates)
+    # Ids appended after the query suffix (md2 doubles the answer id: "... 3, 3").
+    query_answer_ids: tuple[int, ...] = (3,)
+    # Leading space before the question / object text.
+    question_space: bool = False
+    object_space: bool = True
+    # Ids whose logits are masked at every decode step after the first.
+    masked_after_first: tuple[int, ...] = (3,)
+    # Hub repo of the tokenizer when the checkpoint's own tokenizer.json belongs to another era.
+    hub_repo: str | None = None
+
+
+@dataclass(frozen=True)
+class GenerationDefaults:
+    max_tokens: int = 768
+    temperature: float = 0.5
+    top_p: float = 0.3
+    max_objects: int = 50
+
+
+@dataclass(frozen=True)
+class MoondreamConfig:
+    text: TextConfig = field(default_factory=TextConfig)
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    region: RegionConfig = field(default_factory=RegionConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    generation: GenerationDefaults = field(default_factory=GenerationDefaults)
+    profile: str = "2025-06-21"
+    dtype: str = "bfloat16"
+
+    @property
+    def prefix_len(self) -> int:
+        """BOS plus one embedding per image patch."""
+        return 1 + self.vision.n_patches
+
+    def validate(self) -> "MoondreamConfig":
+        self.text.validate()
+        self.vision.validate()
+        self.region.validate()
+        if self.vision.proj_out_dim != self.text.dim:
+            raise ConfigError(
+                f"vision.proj_out_dim {self.vision.proj_out_dim} must equal text.dim {self.text.dim}"
+            )
+        if self.region.enabled and self.region.dim != self.text.dim:
+            raise ConfigError(f"region.dim {self.region.dim} must equal text.dim {self.text.dim}")
+        if self.prefix_len >= self.text.max_context:
+            raise ConfigError(f"image prefix {self.prefix_len} does not fit the context {self.text.max_context}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """The reference's config form (sections text, vision, region, tokenizer) plus our own keys."""
+        data = dataclasses.asdict(self)
+        templates = data["tokenizer"].pop("templates")
+        data["tokenizer"]["templates"] = {
+            "caption": {k: list(v) for k, v in templates["caption"].items()},
+            "query": {"prefix": list(templates["query_prefix"]), "suffix": list(templates["query_suffix"])},
+            "detect": {"prefix": list(templates["detect_prefix"]), "suffix": list(templates["detect_suffix"])},
+            "point": {"prefix": list(templates["point_prefix"]), "suffix": list(templates["point_suffix"])},
+        }
+        return data
+
+
+def update_section(section, values: Mapping[str, Any], name: str):
+    """Return ``section`` with ``values`` applied; keys the dataclass lacks are reported.
+
+    Reference-only keys that we derive instead (``prefix_attn``, ``group_size`` = unquantised)
+    are accepted and checked rather than stored.
+    """
+    known = {f.name: f for f in fields(section)}
+    updates: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in known:
+            default = getattr(section, key)
+            if isinstance(default, tuple) and isinstance(value, list):
+                value = tuple(value)
+            updates[key] = value
+        elif key == "group_size":
+            if value is not None:
+                raise ConfigError(
+                    f"{name}.group_size={value}: quantised (int4) checkpoints are not supported yet; "
+                    "load the bf16/fp16 release"
+                )
+        elif key == "prefix_attn":
+            continue  # checked against the vision geometry in ``config_from_reference_dict``
+        else:
+            raise ConfigError(f"unknown key {name}.{key} in model config")
+    return replace(section, **updates)
+
+
+def templates_from_dict(data: Mapping[str, Any]) -> Templates:
+    def ids(section: str, part: str) -> tuple[int, ...]:
+        return tuple(data.get(section, {}).get(part, ()))
+
+    return Templates(
+        caption={k: tuple(v) for k, v in data.get("caption", {}).items()},
+        query_prefix=ids("query", "prefix"),
+        query_suffix=ids("query", "suffix"),
+        detect_prefix=ids("detect", "prefix"),
+        detect_suffix=ids("detect", "suffix"),
+        point_prefix=ids("point", "prefix"),
+        point_suffix=ids("point", "suffix"),
+    )
+
+
+def config_from_reference_dict(data: Mapping[str, Any], base: MoondreamConfig) -> MoondreamConfig:
+    """Apply the reference's config form (sections text/vision/region/tokenizer) on ``base``."""
+    unknown = set(data) - {"text", "vision", "region", "tokenizer", "generation", "profile", "dtype"}
+    if unknown:
+        raise ConfigError(f"unknown model config sections {sorted(unknown)}")
+    text = update_section(base.text, data.get("text", {}), "text")
+    vision = update_section(base.vision, data.get("vision", {}), "vision")
+    region = update_section(base.region, data.get("region", {}), "region")
+    generation = update_section(base.generation, data.get("generation", {}), "generation")
+    tok_values = dict(data.get("tokenizer", {}))
+    templates = tok_values.pop("templates", None)
+    tokenizer = update_section(base.tokenizer, tok_values, "tokenizer")
+    if templates is not None:
+        tokenizer = replace(tokenizer, templates=templates_from_dict(templates))
+    config = MoondreamConfig(
+        text=text,
+        vision=vision,
+        region=region,
+        tokenizer=tokenizer,
+        generation=generation,
+        profile=data.get("profile", base.profile),
+        dtype=data.get("dtype", base.dtype),
+    ).validate()
+    declared_prefix = data.get("text", {}).get("prefix_attn")
+    if declared_prefix is not None and declared_prefix != config.prefix_len:
+        raise ConfigError(
+            f"text.prefix_attn={declared_prefix} disagrees with the vision geometry "
+            f"(1 + ({vision.crop_size}/{vision.enc_patch_size})^2 = {config.prefix_len})"
+        )
+    return config

@@ -1,0 +1,199 @@
+"""Finding a checkpoint (local path, Hugging Face hub id or the embedded model) and building the model.
+
+Only ``*.safetensors`` and JSON files are ever fetched or read; nothing from a checkpoint is
+executed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .config import ConfigError, MoondreamConfig
+from .model import MoondreamModel
+from .profiles import DEFAULT_PROFILE, PROFILES, config_from_json
+from .tokenizer import Tokenizer
+from .weights import WeightsError, checkpoint_files, read_checkpoint, refuse_pickle
+
+EMBEDDED_DIR = Path(__file__).parent / "assets"
+EMBEDDED_MODEL = "moonlet-nano"
+DEFAULT_HUB_REVISION = {"vikhyatk/moondream2": DEFAULT_PROFILE}
+HUB_ALLOW_PATTERNS = ["*.safetensors", "*.json"]
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_REVISION = re.compile(r"^[\w.-]+$")
+
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """The named model cannot be found locally or fetched."""
+
+
+@dataclass(frozen=True)
+class ResolvedCheckpoint:
+    weights: list[Path]
+    config_file: Path | None
+    tokenizer_file: Path | None
+    revision: str | None
+
+
+def parse_dtype(dtype: str | torch.dtype | None, default: torch.dtype) -> torch.dtype:
+    if dtype is None:
+        return default
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}") from None
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_dtype(config: MoondreamConfig, device: torch.device) -> torch.dtype:
+    """The checkpoint's dtype on GPU; float32 on CPU, where half precision is slow and lossy."""
+    return DTYPES[config.dtype] if device.type == "cuda" else torch.float32
+
+
+def is_hub_id(name: str) -> bool:
+    return bool(_REPO_ID.match(name)) and not Path(name).exists()
+
+
+def resolve_local(path: Path, revision: str | None = None) -> ResolvedCheckpoint:
+    refuse_pickle(path)
+    directory = path if path.is_dir() else path.parent
+    config = directory / "config.json"
+    tokenizer = directory / "tokenizer.json"
+    return ResolvedCheckpoint(
+        weights=checkpoint_files(path),
+        config_file=config if config.is_file() else None,
+        tokenizer_file=tokenizer if tokenizer.is_file() else None,
+        revision=revision,
+    )
+
+
+def resolve_hub(repo_id: str, revision: str | None) -> ResolvedCheckpoint:
+    """Download (or find in the local cache) the safetensors and JSON files of a hub repo."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    revision = revision or DEFAULT_HUB_REVISION.get(repo_id)
+    if revision is not None and not _REVISION.match(revision):
+        raise ValueError(f"invalid revision {revision!r}: use a tag, branch or commit hash")
+    try:
+        directory = snapshot_download(repo_id, revision=revision, allow_patterns=HUB_ALLOW_PATTERNS)
+    except LocalEntryNotFoundError:
+        raise ModelNotFoundError(
+            f"{repo_id} (revision {revision or 'main'}) is not in the local Hugging Face cache and the hub "
+            "cannot be reached (HF_HUB_OFFLINE is set or there is no network). Download it on a connected "
+            f"machine first (`moonlet download {repo_id}`), or pass a local checkpoint directory."
+        ) from None
+    except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
+        raise ModelNotFoundError(f"{repo_id} at revision {revision or 'main'}: {exc}") from None
+    return resolve_local(Path(directory), revision)
+
+
+def resolve(model: str | os.PathLike | None, revision: str | None = None) -> ResolvedCheckpoint:
+    if model is None:
+        embedded = EMBEDDED_DIR / EMBEDDED_MODEL
+        if not (embedded / "model.safetensors").is_file():
+            raise ModelNotFoundError(
+                f"this build of moonlet has no embedded model ({EMBEDDED_MODEL}); name one: "
+                "moonlet.load('vikhyatk/moondream2') or moonlet.load('/path/to/checkpoint_dir')"
+            )
+        return resolve_local(embedded)
+    path = Path(model).expanduser()
+    if path.exists():
+        return resolve_local(path, revision)
+    if is_hub_id(str(model)):
+        return resolve_hub(str(model), revision)
+    raise ModelNotFoundError(f"{model}: no such file or directory, and not a hub id of the form owner/name")
+
+
+def read_config(resolved: ResolvedCheckpoint, config: MoondreamConfig | dict | None) -> MoondreamConfig:
+    profile = resolved.revision if resolved.revision in PROFILES else None
+    if isinstance(config, MoondreamConfig):
+        return config.validate()
+    if isinstance(config, dict):
+        return config_from_json(config, profile)
+    if resolved.config_file is None:
+        raise ConfigError(f"no config.json beside {resolved.weights[0]}; pass config= explicitly")
+    try:
+        data = json.loads(resolved.config_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{resolved.config_file}: invalid JSON ({exc})") from None
+    return config_from_json(data, profile)
+
+
+def build_model(
+    config: MoondreamConfig,
+    weights: list[Path],
+    device: torch.device,
+    dtype: torch.dtype,
+) -> MoondreamModel:
+    """Build the module tree without allocating, then assign the checkpoint's tensors."""
+    with torch.device("meta"):
+        model = MoondreamModel(config)
+    expected = {name: p.shape for name, p in model.named_parameters()}
+    state = read_checkpoint(weights, expected, device=device, dtype=dtype)
+    model.load_state_dict(state, strict=True, assign=True)
+    model.text.init_buffers(device)
+    return model.eval().requires_grad_(False)
+
+
+def load_model(
+    model: str | os.PathLike | None = None,
+    revision: str | None = None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    config: MoondreamConfig | dict | None = None,
+) -> tuple[MoondreamModel, Tokenizer | None, ResolvedCheckpoint]:
+    resolved = resolve(model, revision)
+    model_config = read_config(resolved, config)
+    device = torch.device(device) if device is not None else default_device()
+    dtype = parse_dtype(dtype, default_dtype(model_config, device))
+    try:
+        net = build_model(model_config, resolved.weights, device, dtype)
+    except WeightsError as exc:
+        raise WeightsError(f"{exc}\n  (config: {resolved.config_file or 'given'}, profile {model_config.profile})") from None
+    return net, load_tokenizer(resolved, model_config), resolved
+
+
+def load_tokenizer(resolved: ResolvedCheckpoint, config: MoondreamConfig) -> Tokenizer | None:
+    """The checkpoint's ``tokenizer.json``, unless its end-of-text id contradicts the profile.
+
+    2025 releases keep the old GPT-2 tokenizer files in the repo while the model uses the
+    profile's own tokenizer (``tokenizer.hub_repo``), as the reference code does.
+    """
+    local = Tokenizer.from_file(resolved.tokenizer_file) if resolved.tokenizer_file else None
+    endoftext = local.token_id("<|endoftext|>") if local else None
+    if local is not None and (endoftext is None or endoftext == config.tokenizer.bos_id):
+        return local
+    repo = config.tokenizer.hub_repo
+    if repo is None:
+        return local
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Tokenizer.from_file(hf_hub_download(repo, "tokenizer.json"))
+    except LocalEntryNotFoundError:
+        raise ModelNotFoundError(
+            f"the {config.profile} profile uses the tokenizer of {repo}, which is not in the local "
+            "Hugging Face cache and the hub cannot be reached; download it once on a connected machine "
+            "or pass tokenizer= explicitly"
+        ) from None

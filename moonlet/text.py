@@ -1,0 +1,108 @@
+"""Phi-1.5 style text decoder: parallel attention + MLP blocks with one LayerNorm each."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .config import TextConfig
+from .kv_cache import KVCache
+from .layers import MLP, merge_heads, split_heads
+from .rotary import apply_rotary, rotary_tables
+
+
+def attention_mask(query_positions: torch.Tensor, key_positions: torch.Tensor, prefix_len: int) -> torch.Tensor:
+    """Boolean mask (B, 1, T, S) from query positions (B, T) and key positions (B, S) or (S,).
+
+    Causal, except that positions below ``prefix_len`` (BOS + image) see each other;
+    ``prefix_len = 0`` gives a fully causal mask.
+    """
+    query = query_positions[:, :, None]  # B, T, 1
+    keys = key_positions[:, None, :] if key_positions.dim() == 2 else key_positions  # B, 1, S
+    allowed = keys <= query
+    if prefix_len:
+        allowed = allowed | ((query < prefix_len) & (keys < prefix_len))
+    return allowed[:, None]
+
+
+class TextAttention(nn.Module):
+    def __init__(self, config: TextConfig):
+        super().__init__()
+        self.n_heads = config.n_heads
+        self.n_kv_heads = config.n_kv_heads
+        self.head_dim = config.head_dim
+        self.qkv = nn.Linear(config.dim, (config.n_heads + 2 * config.n_kv_heads) * config.head_dim)
+        self.proj = nn.Linear(config.dim, config.dim)
+
+    def forward(self, x, cos, sin, positions, mask, layer_cache=None):
+        q_dim = self.n_heads * self.head_dim
+        kv_dim = self.n_kv_heads * self.head_dim
+        q, k, v = self.qkv(x).split((q_dim, kv_dim, kv_dim), dim=-1)
+        q = apply_rotary(split_heads(q, self.n_heads), cos, sin)
+        k = apply_rotary(split_heads(k, self.n_kv_heads), cos, sin)
+        v = split_heads(v, self.n_kv_heads)
+        if layer_cache is not None:
+            layer_cache.write(positions, k, v)
+            k, v = layer_cache.read(mask.shape[-1])
+            k, v = k.to(q.dtype), v.to(q.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=self.n_kv_heads != self.n_heads)
+        return self.proj(merge_heads(out))
+
+
+class TextBlock(nn.Module):
+    """h = ln(x); x + attn(h) + mlp(h)."""
+
+    def __init__(self, config: TextConfig):
+        super().__init__()
+        self.ln = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
+        self.attn = TextAttention(config)
+        self.mlp = MLP(config.dim, config.ff_dim, gelu=config.gelu)
+
+    def forward(self, x, cos, sin, positions, mask, layer_cache=None):
+        h = self.ln(x)
+        return x + self.attn(h, cos, sin, positions, mask, layer_cache) + self.mlp(h)
+
+
+class TextDecoder(nn.Module):
+    def __init__(self, config: TextConfig):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Parameter(torch.zeros(config.vocab_size, config.dim))
+        self.blocks = nn.ModuleList(TextBlock(config) for _ in range(config.n_layers))
+        self.post_ln = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
+        self.lm_head = nn.Linear(config.dim, config.vocab_size)
+        self.init_buffers()
+
+    def init_buffers(self, device: torch.device | str | None = None) -> None:
+        """(Re)build the float32 rotary tables; needed after building on the meta device."""
+        cos, sin = rotary_tables(self.config.rotary_dim, self.config.max_context, self.config.rope_theta)
+        self.register_buffer("rope_cos", cos.to(device), persistent=False)
+        self.register_buffer("rope_sin", sin.to(device), persistent=False)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) token ids → (B, T, dim)."""
+        return F.embedding(ids, self.wte)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        positions: torch.Tensor,
+        mask: torch.Tensor,
+        cache: KVCache | None = None,
+        rows: slice = slice(None),
+    ) -> torch.Tensor:
+        """Run the blocks on embeddings x (B, T, dim) at positions (B, T).
+
+        mask is (B, 1, T, S): over the T new tokens without a cache, over the first S cache
+        positions with one (the new keys are written into ``cache`` rows ``rows`` first).
+        Returns the hidden state before ``post_ln`` (what the region heads read).
+        """
+        cos, sin = self.rope_cos[positions], self.rope_sin[positions]
+        for index, block in enumerate(self.blocks):
+            layer_cache = cache.layer(index, rows) if cache is not None else None
+            x = block(x, cos, sin, positions, mask, layer_cache)
+        return x
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(self.post_ln(hidden))
