@@ -1,0 +1,144 @@
+"""Command line: ``moonlet caption|query|detect|point|info``.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad usage or input (bad image, unknown model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXAMPLES = """examples:
+  moonlet query examples/scene.png "What shapes are there?"
+  moonlet caption photo.jpg --length short
+  moonlet detect photo.jpg face --json
+  moonlet query - "What is this?" < photo.jpg
+  moonlet info --model vikhyatk/moondream2 --revision 2025-06-21
+"""
+
+
+def _model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="checkpoint directory, .safetensors file or hub id (default: the embedded model)")
+    parser.add_argument("--revision", help="hub revision (tag, branch or commit)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if available)")
+    parser.add_argument("--dtype", help="float32, bfloat16 or float16 (default: bf16 on GPU, float32 on CPU)")
+
+
+def _sampling_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-tokens", type=int, help="most tokens to generate (profile default: 768)")
+    parser.add_argument("--temperature", type=float, help="0 for greedy (profile default: 0.5)")
+    parser.add_argument("--top-p", type=float, help="nucleus sampling mass (profile default: 0.3)")
+    parser.add_argument("--seed", type=int, help="seed for reproducible sampling")
+
+
+def _sampling_settings(args: argparse.Namespace) -> dict | None:
+    names = ("max_tokens", "temperature", "top_p", "seed")
+    settings = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    return settings or None
+
+
+def _image_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image", help="image path, or - to read the image from standard input")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="moonlet", description="Run Moondream vision-language models.", epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("caption", help="describe an image")
+    _image_arg(p)
+    p.add_argument("--length", default="normal", choices=["short", "normal", "long"])
+    p.add_argument("--stream", action="store_true", help="print text as it is generated")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _sampling_args(p)
+    _model_args(p)
+
+    p = sub.add_parser("query", help="answer a question about an image")
+    _image_arg(p)
+    p.add_argument("question")
+    p.add_argument("--stream", action="store_true", help="print text as it is generated")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _sampling_args(p)
+    _model_args(p)
+
+    for name, what in (("detect", "bounding boxes"), ("point", "points")):
+        p = sub.add_parser(name, help=f"find {what} of an object")
+        _image_arg(p)
+        p.add_argument("object")
+        p.add_argument("--max-objects", type=int)
+        p.add_argument("--json", action="store_true", help="print the result as JSON")
+        _model_args(p)
+
+    p = sub.add_parser("info", help="model, profile, parameters, device")
+    _model_args(p)
+    return parser
+
+
+def _read_image(arg: str):
+    return sys.stdin.buffer.read() if arg == "-" else Path(arg)
+
+
+def _print_text(result, key: str, stream: bool, as_json: bool) -> None:
+    value = result[key]
+    if stream and not as_json:
+        for piece in value:
+            print(piece, end="", flush=True)
+        print()
+        return
+    text = value if isinstance(value, str) else "".join(value)
+    print(json.dumps({key: text}) if as_json else text)
+
+
+def run(args: argparse.Namespace) -> int:
+    import moonlet
+
+    model = moonlet.load(args.model, revision=args.revision, device=args.device, dtype=args.dtype)
+    if args.command == "info":
+        info = {
+            "model": model.name,
+            "profile": model.config.profile,
+            "parameters": model.model.num_parameters(),
+            "device": str(model.model.device),
+            "dtype": str(model.model.dtype).removeprefix("torch."),
+        }
+        print(json.dumps(info, indent=1))
+        return 0
+    image = _read_image(args.image)
+    if args.command == "caption":
+        _print_text(model.caption(image, args.length, args.stream, _sampling_settings(args)), "caption", args.stream, args.json)
+    elif args.command == "query":
+        _print_text(model.query(image, args.question, args.stream, _sampling_settings(args)), "answer", args.stream, args.json)
+    else:
+        settings = {"max_objects": args.max_objects} if args.max_objects else None
+        call = model.detect if args.command == "detect" else model.point
+        key = "objects" if args.command == "detect" else "points"
+        result = call(image, args.object, settings=settings)
+        print(json.dumps(result) if args.json else "\n".join(json.dumps(r) for r in result[key]))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .config import ConfigError
+    from .image import ImageError
+    from .loading import ModelNotFoundError
+    from .prompts import PromptError
+    from .sampling import SettingsError
+    from .weights import WeightsError
+
+    try:
+        return run(args)
+    except (ImageError, ModelNotFoundError, ConfigError, WeightsError, PromptError, SettingsError) as exc:
+        print(f"moonlet: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

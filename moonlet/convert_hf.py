@@ -1,0 +1,206 @@
+"""Convert transformers' SigLIP vision tower and Phi decoder into our parameter layout.
+
+Used to check our modules against ``transformers.SiglipVisionModel`` and
+``transformers.PhiForCausalLM`` (see ``tests/test_transformers_parity.py``), and to start
+from any SigLIP or Phi checkpoint. transformers itself is not imported here: the functions
+take plain state dicts and config objects (anything with the usual attributes).
+
+Key convention: the returned dicts are named relative to the module they load into
+(``VisionEncoder`` or ``TextDecoder``), e.g. ``blocks.0.attn.qkv.weight``. Pass
+``prefix="vision."`` / ``prefix="text."`` to get ``MoondreamModel`` names instead.
+
+Both transformers 4.x (``vision_model.`` prefix in ``SiglipVisionModel`` state dicts,
+``rope_theta``/``partial_rotary_factor`` config attributes) and 5.x (no prefix,
+``rope_parameters``) are accepted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Any, Mapping
+
+import torch
+
+from .config import ConfigError, TextConfig, VisionConfig
+
+# transformers activation name -> our ``gelu`` setting. ``gelu_new`` and
+# ``gelu_pytorch_tanh`` are both the tanh approximation; ``gelu`` is the erf form.
+HF_GELU = {"gelu": "exact", "gelu_pytorch_tanh": "tanh", "gelu_new": "tanh"}
+
+
+def _gelu_kind(hidden_act: str) -> str:
+    if hidden_act not in HF_GELU:
+        raise ConfigError(f"activation {hidden_act!r} has no equivalent here (supported: {sorted(HF_GELU)})")
+    return HF_GELU[hidden_act]
+
+
+def _strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """Drop ``prefix`` from every key when all keys carry it (else return the dict as is)."""
+    if state_dict and all(key.startswith(prefix) for key in state_dict):
+        return {key[len(prefix) :]: value for key, value in state_dict.items()}
+    return dict(state_dict)
+
+
+def _take(source: dict[str, torch.Tensor], key: str) -> torch.Tensor:
+    if key not in source:
+        raise KeyError(f"transformers state dict lacks {key!r}")
+    return source.pop(key)
+
+
+def _check_shape(name: str, tensor: torch.Tensor, shape: tuple[int, ...]) -> None:
+    if tuple(tensor.shape) != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {tuple(tensor.shape)}")
+
+
+# --- vision -------------------------------------------------------------------------------
+
+
+def vision_config_from_siglip(hf_config: Any, **overrides: Any) -> VisionConfig:
+    """A VisionConfig whose trunk matches a ``SiglipVisionConfig``.
+
+    Only the trunk fields are taken from ``hf_config``; the crop scheme and projection MLP
+    (which SigLIP lacks) keep our defaults unless given in ``overrides``.
+    """
+    fields = dict(
+        enc_dim=hf_config.hidden_size,
+        enc_patch_size=hf_config.patch_size,
+        enc_n_layers=hf_config.num_hidden_layers,
+        enc_ff_dim=hf_config.intermediate_size,
+        enc_n_heads=hf_config.num_attention_heads,
+        crop_size=hf_config.image_size,
+        in_channels=getattr(hf_config, "num_channels", 3),
+        layer_norm_eps=hf_config.layer_norm_eps,
+        gelu=_gelu_kind(hf_config.hidden_act),
+    )
+    fields.update(overrides)
+    return replace(VisionConfig(), **fields)
+
+
+def siglip_to_moonlet(
+    state_dict: Mapping[str, torch.Tensor], config: VisionConfig, prefix: str = ""
+) -> dict[str, torch.Tensor]:
+    """Map a ``SiglipVisionModel`` state dict onto ``VisionEncoder`` names and shapes.
+
+    The conv patch embedding (D, C, p, p) becomes the Linear weight (D, C·p·p), which is
+    the channel-major patch flattening ``VisionEncoder.patchify`` uses. q/k/v projections are
+    fused as [q ‖ k ‖ v]. The pooling head (``head.*``) is dropped. ``proj_mlp.*`` is not
+    produced (SigLIP has no projection); any other unknown key is an error.
+    """
+    source = _strip_prefix(state_dict, "vision_model.")
+    for key in [k for k in source if k.startswith("head.")]:
+        del source[key]
+    source.pop("embeddings.position_ids", None)  # a buffer in older transformers versions
+    dim, patch = config.enc_dim, config.enc_patch_size
+    out: dict[str, torch.Tensor] = {}
+
+    conv = _take(source, "embeddings.patch_embedding.weight")
+    _check_shape("embeddings.patch_embedding.weight", conv, (dim, config.in_channels, patch, patch))
+    out["patch_emb.weight"] = conv.reshape(dim, config.patch_dim)
+    out["patch_emb.bias"] = _take(source, "embeddings.patch_embedding.bias")
+    pos = _take(source, "embeddings.position_embedding.weight")
+    _check_shape("embeddings.position_embedding.weight", pos, (config.n_patches, dim))
+    out["pos_emb"] = pos[None]
+
+    for i in range(config.enc_n_layers):
+        hf, ours = f"encoder.layers.{i}.", f"blocks.{i}."
+        for part in ("weight", "bias"):
+            out[f"{ours}ln1.{part}"] = _take(source, f"{hf}layer_norm1.{part}")
+            out[f"{ours}ln2.{part}"] = _take(source, f"{hf}layer_norm2.{part}")
+            out[f"{ours}attn.qkv.{part}"] = torch.cat(
+                [_take(source, f"{hf}self_attn.{name}_proj.{part}") for name in ("q", "k", "v")], dim=0
+            )
+            out[f"{ours}attn.proj.{part}"] = _take(source, f"{hf}self_attn.out_proj.{part}")
+            for fc in ("fc1", "fc2"):
+                out[f"{ours}mlp.{fc}.{part}"] = _take(source, f"{hf}mlp.{fc}.{part}")
+    for part in ("weight", "bias"):
+        out[f"post_ln.{part}"] = _take(source, f"post_layernorm.{part}")
+
+    if source:
+        raise KeyError(f"unexpected SigLIP keys (layer count or model type mismatch?): {sorted(source)[:8]}")
+    return {prefix + key: value for key, value in out.items()}
+
+
+# --- text ---------------------------------------------------------------------------------
+
+
+def _phi_rope(hf_config: Any) -> tuple[float, float]:
+    """(rope_theta, partial_rotary_factor) from a 4.x or 5.x ``PhiConfig``; plain RoPE only."""
+    params = getattr(hf_config, "rope_parameters", None)
+    if params:
+        rope_type = params.get("rope_type", "default")
+        theta, factor = params["rope_theta"], params.get("partial_rotary_factor", 1.0)
+    else:
+        scaling = getattr(hf_config, "rope_scaling", None)
+        rope_type = (scaling or {}).get("rope_type", (scaling or {}).get("type", "default"))
+        theta, factor = hf_config.rope_theta, hf_config.partial_rotary_factor
+    if rope_type != "default":
+        raise ConfigError(f"rope type {rope_type!r} is not supported (plain RoPE only)")
+    return float(theta), float(factor)
+
+
+def text_config_from_phi(hf_config: Any, **overrides: Any) -> TextConfig:
+    """A TextConfig matching a ``PhiConfig``. HF Phi is fully causal, so the image prefix is not
+    bidirectional unless ``overrides`` says otherwise."""
+    if getattr(hf_config, "qk_layernorm", False):
+        raise ConfigError("Phi with qk_layernorm has no equivalent here")
+    head_dim = hf_config.hidden_size // hf_config.num_attention_heads
+    if getattr(hf_config, "head_dim", None) not in (None, head_dim):
+        raise ConfigError(f"Phi head_dim {hf_config.head_dim} differs from hidden_size / heads = {head_dim}")
+    theta, factor = _phi_rope(hf_config)
+    fields = dict(
+        dim=hf_config.hidden_size,
+        ff_dim=hf_config.intermediate_size,
+        n_layers=hf_config.num_hidden_layers,
+        vocab_size=hf_config.vocab_size,
+        max_context=hf_config.max_position_embeddings,
+        n_heads=hf_config.num_attention_heads,
+        n_kv_heads=getattr(hf_config, "num_key_value_heads", None) or hf_config.num_attention_heads,
+        rope_theta=theta,
+        partial_rotary_factor=factor,
+        layer_norm_eps=hf_config.layer_norm_eps,
+        gelu=_gelu_kind(hf_config.hidden_act),
+        prefix_bidirectional=False,
+    )
+    fields.update(overrides)
+    return replace(TextConfig(), **fields)
+
+
+def phi_to_moonlet(
+    state_dict: Mapping[str, torch.Tensor], config: TextConfig, prefix: str = ""
+) -> dict[str, torch.Tensor]:
+    """Map a ``PhiForCausalLM`` state dict onto ``TextDecoder`` names and shapes.
+
+    q/k/v projections are fused as [q ‖ k ‖ v] (k and v of n_kv_heads·head_dim rows each).
+    A missing ``lm_head.weight`` (tied embeddings) is filled from the embedding.
+    """
+    source = dict(state_dict)
+    out: dict[str, torch.Tensor] = {}
+    q_rows = config.n_heads * config.head_dim
+    kv_rows = config.n_kv_heads * config.head_dim
+
+    wte = _take(source, "model.embed_tokens.weight")
+    _check_shape("model.embed_tokens.weight", wte, (config.vocab_size, config.dim))
+    out["wte"] = wte
+    for i in range(config.n_layers):
+        hf, ours = f"model.layers.{i}.", f"blocks.{i}."
+        for part in ("weight", "bias"):
+            out[f"{ours}ln.{part}"] = _take(source, f"{hf}input_layernorm.{part}")
+            q, k, v = (_take(source, f"{hf}self_attn.{name}_proj.{part}") for name in ("q", "k", "v"))
+            for name, tensor, rows in (("q", q, q_rows), ("k", k, kv_rows), ("v", v, kv_rows)):
+                if tensor.shape[0] != rows:
+                    raise ValueError(f"{hf}self_attn.{name}_proj.{part}: {tensor.shape[0]} rows, expected {rows}")
+            out[f"{ours}attn.qkv.{part}"] = torch.cat((q, k, v), dim=0)
+            out[f"{ours}attn.proj.{part}"] = _take(source, f"{hf}self_attn.dense.{part}")
+            for fc in ("fc1", "fc2"):
+                out[f"{ours}mlp.{fc}.{part}"] = _take(source, f"{hf}mlp.{fc}.{part}")
+    for part in ("weight", "bias"):
+        out[f"post_ln.{part}"] = _take(source, f"model.final_layernorm.{part}")
+    out["lm_head.weight"] = source.pop("lm_head.weight", wte)
+    out["lm_head.bias"] = _take(source, "lm_head.bias")
+
+    source.pop("model.rotary_emb.inv_freq", None)  # a buffer in some transformers versions
+    leftover = [k for k in source if not re.search(r"rotary_emb\.", k)]
+    if leftover:
+        raise KeyError(f"unexpected Phi keys (layer count or model type mismatch?): {sorted(leftover)[:8]}")
+    return {prefix + key: value for key, value in out.items()}

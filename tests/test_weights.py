@@ -1,0 +1,138 @@
+"""Checkpoint loading: layouts, strictness and clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+import moonlet
+from moonlet.config import ConfigError
+from moonlet.loading import ModelNotFoundError
+from moonlet.weights import WeightsError, target_name
+
+from conftest import GOLDEN
+
+
+def test_layout_a_rules_match_the_reference_loader(golden_dir):
+    names = json.loads((GOLDEN / "layout_a" / "layout_a_names.json").read_text())
+    for name_a, (name_b, transposed) in names.items():
+        assert target_name(name_a) == (name_b.removeprefix("model."), transposed), name_a
+    assert target_name("model.text._orig_mod.wte") == ("text.wte", False)
+    assert target_name("something.else") is None
+
+
+def _copy_checkpoint(tmp_path, edit):
+    """Copy the golden checkpoint to tmp_path after edit(tensors) changed its tensors."""
+    with safe_open(str(GOLDEN / "model" / "model.safetensors"), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    edit(tensors)
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    for name in ("config.json", "tokenizer.json"):
+        shutil.copy(GOLDEN / "model" / name, tmp_path / name)
+    return tmp_path
+
+
+def test_missing_tensor_is_named(tmp_path, golden_dir):
+    path = _copy_checkpoint(tmp_path, lambda t: t.pop("model.text.blocks.1.mlp.fc2.bias"))
+    with pytest.raises(WeightsError, match=r"missing tensors \(1\): text.blocks.1.mlp.fc2.bias"):
+        moonlet.load(path, device="cpu")
+
+
+def test_unexpected_tensor_is_named(tmp_path, golden_dir):
+    path = _copy_checkpoint(tmp_path, lambda t: t.update({"model.text.extra": torch.zeros(3)}))
+    with pytest.raises(WeightsError, match=r"unexpected tensors \(1\): model.text.extra"):
+        moonlet.load(path, device="cpu")
+
+
+def test_wrong_shape_is_named(tmp_path, golden_dir):
+    def edit(t):
+        t["model.vision.pos_emb"] = torch.zeros(1, 700, 32)
+
+    path = _copy_checkpoint(tmp_path, edit)
+    with pytest.raises(WeightsError, match=r"(?s)wrong shapes.*model.vision.pos_emb: file \(1, 700, 32\) vs model \(1, 729, 32\)"):
+        moonlet.load(path, device="cpu")
+
+
+def test_config_that_does_not_match_weights_names_both(tmp_path, golden_dir):
+    path = _copy_checkpoint(tmp_path, lambda t: None)
+    config = json.loads((path / "config.json").read_text())
+    config["config"]["text"]["n_layers"] = 3
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(WeightsError, match=r"(?s)missing tensors.*text.blocks.2.*config\.json"):
+        moonlet.load(path, device="cpu")
+
+
+@pytest.mark.parametrize("suffix", [".bin", ".pt", ".pth", ".ckpt"])
+def test_pickle_files_are_refused(tmp_path, suffix):
+    path = tmp_path / f"pytorch_model{suffix}"
+    path.write_bytes(b"\x80\x04not really a pickle")
+    with pytest.raises(WeightsError, match="pickle.*arbitrary code"):
+        moonlet.load(path, device="cpu")
+    shutil.copy(GOLDEN / "model" / "config.json", tmp_path / "config.json")
+    with pytest.raises(WeightsError, match="pickle"):
+        moonlet.load(tmp_path, device="cpu")  # a directory holding only a pickle checkpoint
+
+
+def test_corrupt_file(tmp_path, golden_dir):
+    (tmp_path / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    shutil.copy(GOLDEN / "model" / "config.json", tmp_path / "config.json")
+    with pytest.raises(WeightsError, match="not a readable safetensors file"):
+        moonlet.load(tmp_path, device="cpu")
+
+
+def test_truncated_file(tmp_path, golden_dir):
+    data = (GOLDEN / "model" / "model.safetensors").read_bytes()
+    (tmp_path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    shutil.copy(GOLDEN / "model" / "config.json", tmp_path / "config.json")
+    with pytest.raises(WeightsError):
+        moonlet.load(tmp_path, device="cpu")
+
+
+def test_missing_config(tmp_path, golden_dir):
+    shutil.copy(GOLDEN / "model" / "model.safetensors", tmp_path / "model.safetensors")
+    with pytest.raises(ConfigError, match="no config.json"):
+        moonlet.load(tmp_path / "model.safetensors", device="cpu")
+
+
+def test_unknown_path():
+    with pytest.raises(ModelNotFoundError, match="no such file"):
+        moonlet.load("/nonexistent/dir/x", device="cpu")
+
+
+def test_offline_hub_id_not_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(ModelNotFoundError, match="not in the local Hugging Face cache"):
+        moonlet.load("vikhyatk/moondream2", device="cpu")
+
+
+def test_loads_a_single_safetensors_file_with_config_beside(golden_dir):
+    model = moonlet.load(golden_dir / "model.safetensors", device="cpu")
+    assert model.model.num_parameters() > 0
+
+
+def test_loads_in_checkpoint_dtype_when_asked(golden_dir):
+    model = moonlet.load(golden_dir, device="cpu", dtype="bfloat16")
+    assert model.model.text.wte.dtype == torch.bfloat16
+    assert model.model.text.rope_cos.dtype == torch.float32  # rotary tables stay float32
+
+
+def test_save_and_reload_roundtrip(tmp_path, golden_dir):
+    from moonlet.save import save_pretrained
+
+    model = moonlet.load(golden_dir, device="cpu", dtype="float32")
+    save_pretrained(model, tmp_path / "saved")
+    again = moonlet.load(tmp_path / "saved", device="cpu", dtype="float32")
+    assert again.config == model.config
+    for (name, a), (_, b) in zip(model.model.state_dict().items(), again.model.state_dict().items()):
+        assert torch.equal(a, b), name
