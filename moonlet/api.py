@@ -151,9 +151,14 @@ class Moondream:
 
     # --- the seed article's form ------------------------------------------------------------
 
-    def answer_question(self, image_embeds: EncodedImage | ImageInput, question: str, tokenizer=None, **kwargs) -> str:
-        settings = {"max_tokens": kwargs["max_new_tokens"]} if "max_new_tokens" in kwargs else None
-        return self.query(image_embeds, question, settings=settings, tokenizer=tokenizer)["answer"].strip()
+    def answer_question(
+        self, image_embeds: EncodedImage | ImageInput, question: str, tokenizer=None, max_new_tokens=None, settings=None
+    ) -> str:
+        """The article's call: ``query(...)["answer"].strip()``."""
+        settings = dict(settings or {})
+        if max_new_tokens is not None:
+            settings["max_tokens"] = max_new_tokens
+        return self.query(image_embeds, question, settings=settings or None, tokenizer=tokenizer)["answer"].strip()
 
     @torch.inference_mode()
     def first_token_logits(self, image: ImageInput | EncodedImage, prompt: Sequence[int]) -> torch.Tensor:

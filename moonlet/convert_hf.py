@@ -16,7 +16,6 @@ Both transformers 4.x (``vision_model.`` prefix in ``SiglipVisionModel`` state d
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from typing import Any, Mapping
 
@@ -35,10 +34,10 @@ def _gelu_kind(hidden_act: str) -> str:
     return HF_GELU[hidden_act]
 
 
-def _strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """Drop ``prefix`` from every key when all keys carry it (else return the dict as is)."""
-    if state_dict and all(key.startswith(prefix) for key in state_dict):
-        return {key[len(prefix) :]: value for key, value in state_dict.items()}
+def _select_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The keys under ``prefix`` with it removed, if any key has it; else the dict as is."""
+    if any(key.startswith(prefix) for key in state_dict):
+        return {key[len(prefix) :]: value for key, value in state_dict.items() if key.startswith(prefix)}
     return dict(state_dict)
 
 
@@ -85,9 +84,10 @@ def siglip_to_moonlet(
     The conv patch embedding (D, C, p, p) becomes the Linear weight (D, C·p·p), which is
     the channel-major patch flattening ``VisionEncoder.patchify`` uses. q/k/v projections are
     fused as [q ‖ k ‖ v]. The pooling head (``head.*``) is dropped. ``proj_mlp.*`` is not
-    produced (SigLIP has no projection); any other unknown key is an error.
+    produced (SigLIP has no projection); any other unknown key is an error. Keys under
+    ``vision_model.`` (transformers 4.x, or a full ``SiglipModel``) are used when present.
     """
-    source = _strip_prefix(state_dict, "vision_model.")
+    source = _select_prefix(state_dict, "vision_model.")
     for key in [k for k in source if k.startswith("head.")]:
         del source[key]
     source.pop("embeddings.position_ids", None)  # a buffer in older transformers versions
@@ -199,8 +199,7 @@ def phi_to_moonlet(
     out["lm_head.weight"] = source.pop("lm_head.weight", wte)
     out["lm_head.bias"] = _take(source, "lm_head.bias")
 
-    source.pop("model.rotary_emb.inv_freq", None)  # a buffer in some transformers versions
-    leftover = [k for k in source if not re.search(r"rotary_emb\.", k)]
+    leftover = [k for k in source if "rotary_emb." not in k]  # inv_freq buffers in older versions
     if leftover:
         raise KeyError(f"unexpected Phi keys (layer count or model type mismatch?): {sorted(leftover)[:8]}")
     return {prefix + key: value for key, value in out.items()}

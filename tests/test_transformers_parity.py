@@ -103,7 +103,10 @@ def test_siglip_head_is_dropped_and_prefix_applied():
     assert converted["vision.pos_emb"].shape == (1, 4, 32)
     assert converted["vision.patch_emb.weight"].shape == (32, 3 * 14 * 14)
     # transformers 4.x names the same tensors with a "vision_model." prefix
-    legacy = siglip_to_moonlet({"vision_model." + k: v for k, v in state.items()}, config)
+    # (and a full SiglipModel adds text_model.* keys, which are ignored)
+    legacy_state = {"vision_model." + k: v for k, v in state.items()}
+    legacy_state["text_model.final_layer_norm.weight"] = torch.ones(32)
+    legacy = siglip_to_moonlet(legacy_state, config)
     assert legacy.keys() == {k.removeprefix("vision.") for k in converted}
 
 
