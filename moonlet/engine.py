@@ -105,30 +105,36 @@ class Engine:
             if request.settings.seed is not None:
                 generator = torch.Generator(device=device).manual_seed(int(request.settings.seed))
             rows.append(_Row(request, request.prefix.length + len(request.prompt), generator))
-        # Right-pad the prompts; padded keys land beyond each row's end and are overwritten before use.
+        # Right-pad the prompts. Padded keys land beyond each row's end (clamped to the last
+        # context slot) and are overwritten before any query can see them.
         width = max(len(r.prompt) for r in requests)
         ids = torch.full((len(requests), width), requests[0].stop_ids[0] if requests[0].stop_ids else 0)
         positions = torch.zeros((len(requests), width), dtype=torch.long)
         for index, request in enumerate(requests):
             ids[index, : len(request.prompt)] = torch.tensor(list(request.prompt))
-            positions[index] = request.prefix.length + torch.arange(width)
+            positions[index] = (request.prefix.length + torch.arange(width)).clamp(max=self.context - 1)
         ids, positions = ids.to(device), positions.to(device)
-        embeddings = self.model.embed_tokens(ids)
-        hidden = self.model.forward_embeddings(
-            embeddings, positions, cache, rows=slice(0, len(requests)), kv_len=int(positions.max()) + 1
-        )
+        hidden = self._forward(self.model.embed_tokens(ids), positions, len(requests))
         last = torch.tensor([len(r.prompt) - 1 for r in requests], device=device)
         hidden = hidden[torch.arange(len(requests), device=device), last]  # B, dim
         return rows, hidden, self.model.logits(hidden)
 
+    def _forward(self, embeddings: torch.Tensor, positions: torch.Tensor, batch: int) -> torch.Tensor:
+        """Prompt and decode tokens are always causal: the bidirectional block is the prefix's alone."""
+        return self.model.forward_embeddings(
+            embeddings, positions, self.cache, rows=slice(0, batch), kv_len=int(positions.max()) + 1, mask_prefix_len=0
+        )
+
     def _step(self, rows: list[_Row], embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Feed one embedding (B, dim) per row at its position; returns hidden (B, dim), logits (B, V)."""
-        positions = torch.tensor([[r.position] for r in rows], device=self.model.device)
-        hidden = self.model.forward_embeddings(
-            embeddings[:, None], positions, self.cache, rows=slice(0, len(rows)), kv_len=int(positions.max()) + 1
-        )[:, 0]
+        """Feed one embedding (B, dim) per row at its position; returns hidden (B, dim), logits (B, V).
+
+        Finished rows are fed at their last position (their output is ignored) and do not advance.
+        """
+        positions = torch.tensor([[min(r.position, self.context - 1)] for r in rows], device=self.model.device)
+        hidden = self._forward(embeddings[:, None], positions, len(rows))[:, 0]
         for row in rows:
-            row.position += 1
+            if not row.done:
+                row.position += 1
         return hidden, self.model.logits(hidden)
 
     def _select(self, rows: list[_Row], logits: torch.Tensor, first: bool) -> list[int]:

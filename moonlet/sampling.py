@@ -22,12 +22,14 @@ class SamplingSettings:
     seed: int | None = None
 
     def validate(self) -> "SamplingSettings":
-        if not isinstance(self.max_tokens, int) or isinstance(self.max_tokens, bool) or self.max_tokens < 1:
+        if not _is_int(self.max_tokens) or self.max_tokens < 1:
             raise SettingsError(f"max_tokens must be a positive integer, got {self.max_tokens!r}")
-        if not 0.0 <= float(self.temperature) <= 100.0:
-            raise SettingsError(f"temperature must be between 0 and 100, got {self.temperature!r}")
-        if not 0.0 < float(self.top_p) <= 1.0:
-            raise SettingsError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if not _is_number(self.temperature) or not 0.0 <= self.temperature <= 100.0:
+            raise SettingsError(f"temperature must be a number between 0 and 100, got {self.temperature!r}")
+        if not _is_number(self.top_p) or not 0.0 < self.top_p <= 1.0:
+            raise SettingsError(f"top_p must be a number in (0, 1], got {self.top_p!r}")
+        if self.seed is not None and not _is_int(self.seed):
+            raise SettingsError(f"seed must be an integer, got {self.seed!r}")
         return self
 
     @classmethod
@@ -42,6 +44,14 @@ class SamplingSettings:
             raise SettingsError(f"unknown settings {sorted(unknown)}; known: {sorted(known)}")
         values = {k: settings[k] for k in ("max_tokens", "temperature", "top_p", "seed") if k in settings}
         return replace(base, **values).validate()
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # not NaN
 
 
 def select_next(

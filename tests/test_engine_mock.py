@@ -89,7 +89,6 @@ class MockModel(nn.Module):
         assert embeddings.dim() == 3 and positions.shape == embeddings.shape[:2]
         prefix = self.mask_prefix_len if mask_prefix_len is None else mask_prefix_len
         kv_len = kv_len if kv_len is not None else int(positions.max()) + 1
-        self.calls.append({"positions": positions.clone(), "kv_len": kv_len, "prefix": prefix})
         ids = embeddings[..., 0].round().long()  # B, T
         batch, width = ids.shape
         value = ((ids + 1) * (positions + 1)).float()
@@ -102,6 +101,9 @@ class MockModel(nn.Module):
         keys = torch.arange(kv_len)[None, None, :]
         query = positions[:, :, None]
         allowed = (keys <= query) | ((query < prefix) & (keys < prefix))  # B, T, S
+        self.calls.append(
+            {"positions": positions.clone(), "kv_len": kv_len, "prefix": prefix, "future": bool((allowed & (keys > query)).any())}
+        )
         total = (values[:, 0, None, :, 0] * allowed).sum(-1)  # B, T
         hidden = torch.zeros(batch, width, self.config.text.dim)
         hidden[..., 0] = total
@@ -202,6 +204,25 @@ def test_output_depends_on_the_image_prefix():
     b = run_alone(sum_rule, IMAGE_B, [1, 2, 3], greedy(8))
     assert a != b
     assert a == oracle(IMAGE_A, [1, 2, 3], 8) and b == oracle(IMAGE_B, [1, 2, 3], 8)
+
+
+@pytest.mark.parametrize(
+    "prefix_ids",
+    [
+        pytest.param(IMAGE_A, id="image-prefix"),
+        pytest.param((BOS,), id="text-only-prefix"),
+    ],
+)
+def test_prompt_and_decode_attention_is_causal(prefix_ids):
+    # Regression: _start/_step once left mask_prefix_len to the model default, so after a BOS-only
+    # prefix the prompt fell inside the bidirectional window [0, config.prefix_len) and attended
+    # later prompt tokens (the reference is fully causal for text-only queries).
+    engine = Engine(MockModel(sum_rule))
+    prefix = make_prefix(engine, prefix_ids)
+    engine.model.calls.clear()  # the prefix prefill itself may be bidirectional
+    engine.generate([TextRequest(prefix, [1, 2, 3], greedy(3))])
+    assert len(engine.model.calls) == 3  # one prefill of the prompt, two decode steps
+    assert [call["future"] for call in engine.model.calls] == [False, False, False]
 
 
 # --- max_tokens, stop ids, masked ids -------------------------------------------------------
@@ -331,11 +352,8 @@ def test_row_that_stops_first_does_not_disturb_others():
     assert all(step[2] is None for step in steps[12:])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine.py _step: rows that are done keep advancing `position`, so a finished row with a long "
-    "prompt is fed past the context while other rows continue (IndexError in the cache write)",
-)
+# Regression: _step once advanced the position of finished rows too, so a finished row with a
+# long prompt was fed past the context while other rows continued (IndexError in the cache write).
 def test_finished_row_with_long_prompt_does_not_overflow_the_context():
     engine = Engine(MockModel(sum_rule))
     prefix = make_prefix(engine, IMAGE_A)
@@ -347,12 +365,9 @@ def test_finished_row_with_long_prompt_does_not_overflow_the_context():
     assert engine.generate(requests) == [oracle(IMAGE_A, long_prompt, 1), oracle(IMAGE_A, [4], 20)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine.py _start/_step: with a BOS-only prefix (length 1) the decode positions fall inside the "
-    "model's bidirectional prefix window (mask_prefix_len defaults to config.prefix_len), so in a batch a "
-    "row attends right-padding keys and other positions beyond its own end: batch output != alone",
-)
+# Regression: with a BOS-only prefix the prompt and decode positions once fell inside the model's
+# bidirectional window (mask_prefix_len defaulted to config.prefix_len), so in a batch such a row
+# attended right-padding keys beyond its own end and the batch output differed from the run alone.
 def test_batch_with_text_only_and_image_prefixes_equals_alone():
     engine = Engine(MockModel(sum_rule))
     text_only = make_prefix(engine, (BOS,))
@@ -364,11 +379,8 @@ def test_batch_with_text_only_and_image_prefixes_equals_alone():
     assert batch == alone
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine.py _start: padded positions are prefix.length + arange(width) per row, so a row with a "
-    "longer prefix and a short prompt in a batch with a long prompt gets pad positions >= max_context",
-)
+# Regression: _start once padded positions as prefix.length + arange(width) for every row, so a row
+# with a longer prefix and a short prompt next to a long prompt got pad positions >= max_context.
 def test_batch_with_different_prefix_lengths_near_the_context_limit():
     engine = Engine(MockModel(sum_rule))
     text_only = make_prefix(engine, (BOS,))
