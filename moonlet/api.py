@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterator, Mapping, Sequence
 
 import torch
@@ -16,6 +17,16 @@ from .streaming import TextStreamer
 from .tokenizer import Tokenizer
 
 DEFAULT_PREFIX_CACHE_BYTES = 2 * 1024**3
+# Hugging Face's clean_up_tokenization_spaces, as the 2024 release decoded with it.
+_CLEANUP_PAIRS = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+                  (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
+
+
+def legacy_cleanup(text: str) -> str:
+    """2024-03-13 answer clean-up: HF space clean-up, drop a trailing "<" or "<END", strip."""
+    for before, after in _CLEANUP_PAIRS:
+        text = text.replace(before, after)
+    return re.sub(r"<$|<END$", "", text).strip()
 
 
 class Moondream:
@@ -40,19 +51,24 @@ class Moondream:
 
     # --- images ---------------------------------------------------------------------------
 
-    def encode_image(self, image: ImageInput | EncodedImage) -> EncodedImage:
+    def encode_image(self, image: ImageInput | EncodedImage | list) -> EncodedImage | list[EncodedImage]:
         """Run the vision tower and prefill BOS + image once; later calls reuse the result.
 
         The same pixels (even a fresh upload of the same picture) hit a bounded LRU cache.
+        A list of images gives a list of encoded images.
         """
         if isinstance(image, EncodedImage):
             return image
+        if isinstance(image, (list, tuple)):
+            return [self.encode_image(item) for item in image]
         rgb = to_rgb(load_image(image))
         return self.prefix_cache.get_or_create(pixel_key(rgb), lambda: self._encode_rgb(rgb))
 
     def _encode_rgb(self, rgb) -> EncodedImage:
         embedding = self.model.image_embedding(make_crops(rgb, self.config.vision))
-        encoded = self.engine.prefill_prefix(self.model.prefix_embeddings(embedding), self.model.mask_prefix_len)
+        open_ids = self._prompts().image_open_ids() if self.config.tokenizer.image_open_text else []
+        prefix = self.model.prefix_embeddings(embedding, open_ids)
+        encoded = self.engine.prefill_prefix(prefix, self.model.mask_prefix_len)
         encoded.embedding = embedding
         return encoded
 
@@ -73,15 +89,24 @@ class Moondream:
             raise SettingsError(f"settings must be a dict, got {type(settings).__name__}")
         return SamplingSettings.from_settings(self.config.generation, settings)
 
-    def _text_request(self, prefix: EncodedImage, prompt: list[int], settings: SamplingSettings) -> TextRequest:
+    def _text_request(
+        self, prefix: EncodedImage, prompt: list[int], settings: SamplingSettings, stream: bool = False, prompts=None
+    ) -> TextRequest:
         tok = self.config.tokenizer
-        return TextRequest(prefix, prompt, settings, stop_ids=(tok.eos_id,), masked_ids=tok.masked_after_first)
+        prompts = prompts or self._prompts()
+        keep_stop = bool(tok.stop_text) and not stream
+        return TextRequest(
+            prefix, prompt, settings, prompts.stop_ids(), masked_ids=tok.masked_after_first, keep_stop=keep_stop
+        )
+
+    def _finish_text(self, text: str) -> str:
+        return legacy_cleanup(text) if self.config.tokenizer.legacy_cleanup else text
 
     def _run_text(self, request: TextRequest, stream: bool, tokenizer: Tokenizer) -> str | Iterator[str]:
         if stream:
             return self._stream_text(request, tokenizer)
         (ids,) = self.engine.generate([request])
-        return tokenizer.decode(ids)
+        return self._finish_text(tokenizer.decode(ids))
 
     def _stream_text(self, request: TextRequest, tokenizer: Tokenizer) -> Iterator[str]:
         streamer = TextStreamer(tokenizer.decode)
@@ -99,7 +124,9 @@ class Moondream:
         if length not in CAPTION_LENGTHS:
             raise ValueError(f"unknown caption length {length!r}; use one of {', '.join(CAPTION_LENGTHS)}")
         prompts = self._prompts(tokenizer)
-        request = self._text_request(self.encode_image(image), prompts.caption(length), self._settings(settings))
+        request = self._text_request(
+            self.encode_image(image), prompts.caption(length), self._settings(settings), stream, prompts
+        )
         return {"caption": self._run_text(request, stream, prompts.tokenizer)}
 
     def query(
@@ -109,11 +136,12 @@ class Moondream:
         stream: bool = False,
         settings=None,
         tokenizer=None,
+        chat_history: str = "",
     ) -> dict[str, Any]:
         prompts = self._prompts(tokenizer)
-        prompt = prompts.query(question)
+        prompt = prompts.query(question, chat_history)
         prefix = self._text_prefix() if image is None else self.encode_image(image)
-        request = self._text_request(prefix, prompt, self._settings(settings))
+        request = self._text_request(prefix, prompt, self._settings(settings), stream, prompts)
         return {"answer": self._run_text(request, stream, prompts.tokenizer)}
 
     def detect(self, image: ImageInput | EncodedImage, object: str, settings=None, tokenizer=None) -> dict[str, Any]:
@@ -146,19 +174,39 @@ class Moondream:
         """Answer several (image, question) pairs decoded together in one batch."""
         prompts = self._prompts(tokenizer)
         sampling = self._settings(settings)
-        requests = [self._text_request(self.encode_image(img), prompts.query(q), sampling) for img, q in items]
-        return [{"answer": prompts.tokenizer.decode(ids)} for ids in self.engine.generate(requests)]
+        requests = [
+            self._text_request(self.encode_image(img), prompts.query(q), sampling, prompts=prompts) for img, q in items
+        ]
+        return [{"answer": self._finish_text(prompts.tokenizer.decode(ids))} for ids in self.engine.generate(requests)]
 
     # --- the seed article's form ------------------------------------------------------------
 
     def answer_question(
-        self, image_embeds: EncodedImage | ImageInput, question: str, tokenizer=None, max_new_tokens=None, settings=None
+        self,
+        image_embeds: EncodedImage | ImageInput,
+        question: str,
+        tokenizer=None,
+        chat_history: str = "",
+        max_new_tokens: int | None = None,
+        settings=None,
     ) -> str:
-        """The article's call: ``query(...)["answer"].strip()``."""
+        """The article's call: ``query(...)["answer"].strip()``; ``chat_history`` is the 2024 prompt's
+        "Question: …\n\nAnswer: …\n\n" turns."""
         settings = dict(settings or {})
         if max_new_tokens is not None:
             settings["max_tokens"] = max_new_tokens
-        return self.query(image_embeds, question, settings=settings or None, tokenizer=tokenizer)["answer"].strip()
+        answer = self.query(
+            image_embeds, question, settings=settings or None, tokenizer=tokenizer, chat_history=chat_history
+        )["answer"]
+        return answer.strip()
+
+    def batch_answer(self, images: Sequence, prompts: Sequence[str], tokenizer=None, max_new_tokens: int | None = None) -> list[str]:
+        """The article-era batch call: one answer string per (image, prompt), decoded together."""
+        if len(images) != len(prompts):
+            raise ValueError(f"batch_answer got {len(images)} images but {len(prompts)} prompts")
+        settings = {"max_tokens": max_new_tokens} if max_new_tokens is not None else None
+        answers = self.batch_query(list(zip(images, prompts)), settings=settings, tokenizer=tokenizer)
+        return [a["answer"].strip() for a in answers]
 
     @torch.inference_mode()
     def first_token_logits(self, image: ImageInput | EncodedImage, prompt: Sequence[int]) -> torch.Tensor:

@@ -179,6 +179,13 @@ class TokenizerConfig:
     masked_after_first: tuple[int, ...] = (3,)
     # Hub repo of the tokenizer when the checkpoint's own tokenizer.json belongs to another era.
     hub_repo: str | None = None
+    # 2024 revisions build prompts from text instead of template ids:
+    # "ids" uses ``templates``; "text" formats ``text_templates`` and tokenizes the result.
+    prompt_style: str = "ids"
+    text_templates: Mapping[str, str] = field(default_factory=dict)
+    image_open_text: str = ""  # text tokenized between BOS and the image embeddings
+    stop_text: str = ""  # if set, generation stops at ANY id of this text (kept in the output)
+    legacy_cleanup: bool = False  # HF clean-up of spaces, drop a trailing "<" or "<END", strip
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ class TextRequest:
     settings: SamplingSettings
     stop_ids: tuple[int, ...] = ()
     masked_ids: tuple[int, ...] = ()  # logits set to -inf at every step after the first
+    keep_stop: bool = False  # return the stop id as the last token (2024 revisions do)
 
 
 @dataclass
@@ -155,7 +156,7 @@ class Engine:
     def generate_stream(self, requests: Sequence[TextRequest]) -> Iterator[list[int | None]]:
         """Yield, per decode step, each row's new token id (None once the row has stopped).
 
-        Stop ids are not yielded. Rows stop on a stop id or after ``max_tokens`` tokens.
+        Rows stop on a stop id (yielded only with ``keep_stop``) or after ``max_tokens`` tokens.
         """
         rows, _, logits = self._start(requests)
         first = True
@@ -164,9 +165,14 @@ class Engine:
             first = False
             step: list[int | None] = []
             for row, token in zip(rows, chosen):
-                if row.done or token in row.request.stop_ids:
-                    row.done = True
+                if row.done:
                     step.append(None)
+                    continue
+                if token in row.request.stop_ids:
+                    row.done = True
+                    if row.request.keep_stop:
+                        row.tokens.append(token)
+                    step.append(token if row.request.keep_stop else None)
                     continue
                 row.tokens.append(token)
                 step.append(token)
@@ -180,7 +186,7 @@ class Engine:
             _, logits = self._step(rows, self.model.embed_tokens(feed))
 
     def generate(self, requests: Sequence[TextRequest]) -> list[list[int]]:
-        """Generated ids per request (stop id excluded)."""
+        """Generated ids per request (the stop id only with ``keep_stop``)."""
         outputs: list[list[int]] = [[] for _ in requests]
         for step in self.generate_stream(requests):
             for output, token in zip(outputs, step):

@@ -143,7 +143,7 @@ def overlap_crops(image: Image.Image, config: VisionConfig) -> Crops:
 def single_crop(image: Image.Image, config: VisionConfig) -> Crops:
     """One crop: the whole image stretched to crop × crop."""
     size = (config.crop_size, config.crop_size)
-    return Crops(np.asarray(image.resize(size, RESAMPLE_FILTERS[config.resample]))[None], (0, 0))
+    return Crops(np.array(image.resize(size, RESAMPLE_FILTERS[config.resample]))[None], (0, 0))
 
 
 CROP_FUNCTIONS = {"overlap": overlap_crops, "single": single_crop}

@@ -70,9 +70,13 @@ class MoondreamModel(nn.Module):
         """(1, dim)"""
         return self.text.embed(torch.tensor([self.config.tokenizer.bos_id], device=self.device))
 
-    def prefix_embeddings(self, image_embedding: torch.Tensor) -> torch.Tensor:
-        """(grid², dim) → (1, prefix_len, dim): BOS followed by the image."""
-        return torch.cat((self.bos_embedding(), image_embedding.to(self.dtype)), dim=0)[None]
+    def prefix_embeddings(self, image_embedding: torch.Tensor, open_ids: list[int] = ()) -> torch.Tensor:
+        """(grid², dim) → (1, 1 + len(open_ids) + grid², dim): BOS, any opening text, the image."""
+        parts = [self.bos_embedding()]
+        if open_ids:
+            parts.append(self.embed_tokens(torch.tensor(list(open_ids), device=self.device)))
+        parts.append(image_embedding.to(self.dtype))
+        return torch.cat(parts, dim=0)[None]
 
     def forward_embeddings(
         self,

@@ -18,14 +18,37 @@ class PromptBuilder:
         self.templates = config.templates
         self.tokenizer = tokenizer
 
+    @property
+    def text_style(self) -> bool:
+        return self.config.prompt_style == "text"
+
+    def image_open_ids(self) -> list[int]:
+        """Ids placed between BOS and the image (the text "<image>" in 2024-03-13)."""
+        return self.tokenizer.encode(self.config.image_open_text) if self.config.image_open_text else []
+
+    def stop_ids(self) -> tuple[int, ...]:
+        """Any of these ends generation: the ids of ``stop_text`` if set, else the end id."""
+        if self.config.stop_text:
+            return tuple(dict.fromkeys(self.tokenizer.encode(self.config.stop_text)))
+        return (self.config.eos_id,)
+
     def caption(self, length: str) -> list[int]:
+        if self.text_style:
+            key = f"caption_{length}"
+            if key not in self.config.text_templates:
+                raise PromptError(f"unknown caption length {length!r}")
+            return self.tokenizer.encode(self.config.text_templates[key])
         if length not in self.templates.caption:
             known = ", ".join(repr(k) for k in self.templates.caption) or "none"
             raise PromptError(f"unknown caption length {length!r}; this model supports {known}")
         return list(self.templates.caption[length])
 
-    def query(self, question: str) -> list[int]:
+    def query(self, question: str, history: str = "") -> list[int]:
         text = _require_text(question, "question")
+        if self.text_style:
+            return self.tokenizer.encode(self.config.text_templates["query"].format(history=history, question=text))
+        if history:
+            raise PromptError(f"chat history is not part of the {self.config.prompt_style!r} prompt form")
         if self.config.question_space:
             text = " " + text
         t = self.templates
