@@ -22,11 +22,14 @@ _CLEANUP_PAIRS = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'
                   (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
 
 
-def legacy_cleanup(text: str) -> str:
-    """2024-03-13 answer clean-up: HF space clean-up, drop a trailing "<" or "<END", strip."""
+def legacy_cleanup(text: str, stop_text: str = "<END>") -> str:
+    """2024 answer clean-up: HF space clean-up; with the "<END>" stop text, drop a trailing
+    "<" or "<END" as 2024-03-13 does; strip."""
     for before, after in _CLEANUP_PAIRS:
         text = text.replace(before, after)
-    return re.sub(r"<$|<END$", "", text).strip()
+    if stop_text == "<END>":
+        text = re.sub(r"<$|<END$", "", text)
+    return text.strip()
 
 
 class Moondream:
@@ -100,7 +103,8 @@ class Moondream:
         )
 
     def _finish_text(self, text: str) -> str:
-        return legacy_cleanup(text) if self.config.tokenizer.legacy_cleanup else text
+        tok = self.config.tokenizer
+        return legacy_cleanup(text, tok.stop_text) if tok.legacy_cleanup else text
 
     def _run_text(self, request: TextRequest, stream: bool, tokenizer: Tokenizer) -> str | Iterator[str]:
         if stream:

@@ -16,7 +16,7 @@ import torch
 
 from .config import ConfigError, MoondreamConfig
 from .model import MoondreamModel
-from .profiles import DEFAULT_PROFILE, PROFILES, config_from_json
+from .profiles import DEFAULT_PROFILE, config_from_json, profile_for_revision
 from .tokenizer import Tokenizer
 from .weights import WeightsError, checkpoint_files, read_checkpoint, refuse_pickle
 
@@ -125,7 +125,7 @@ def resolve(model: str | os.PathLike | None, revision: str | None = None) -> Res
 
 
 def read_config(resolved: ResolvedCheckpoint, config: MoondreamConfig | dict | None) -> MoondreamConfig:
-    profile = resolved.revision if resolved.revision in PROFILES else None
+    profile = profile_for_revision(resolved.revision)
     if isinstance(config, MoondreamConfig):
         return config.validate()
     if isinstance(config, dict):

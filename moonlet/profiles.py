@@ -72,6 +72,63 @@ PROFILES: dict[str, MoondreamConfig] = {
     ),
 }
 
+GPT2_TEMPLATES = Templates(
+    caption={
+        "short": (198, 198, 16438, 8305, 25),  # "\n\nShort caption:"
+        "normal": (198, 198, 24334, 1159, 25),  # "\n\nCaption:"
+        "long": (198, 198, 14617, 8305, 25),  # "\n\nLong caption:" (from 2025-03-27)
+    },
+    query_prefix=(198, 198, 24361, 25),  # "\n\nQuestion:"
+    query_suffix=(198, 198, 33706, 25),  # "\n\nAnswer:"
+    detect_prefix=(198, 198, 47504, 25),  # "\n\nDetect:"
+    detect_suffix=(628,),  # "\n\n"
+    point_prefix=(198, 198, 12727, 25),  # "\n\nPoint:"
+    point_suffix=(628,),
+)
+_GPT2_TOKENS = dict(bos_id=50256, eos_id=50256, query_answer_ids=(), masked_after_first=())
+
+
+def _derive(base: str, **changes: Any) -> MoondreamConfig:
+    """A profile that differs from ``base`` only in the given sections."""
+    return replace(PROFILES[base], **changes)
+
+
+PROFILES["2024-04-02"] = _derive(  # also 2024-05-08: timm removed, tanh GELU, end id 50256, no <image> text
+    "2024-03-13",
+    vision=replace(PROFILES["2024-03-13"].vision, layer_norm_eps=1e-5, gelu="tanh"),
+    tokenizer=replace(
+        PROFILES["2024-03-13"].tokenizer,
+        image_open_text="",
+        stop_text="",
+        text_templates={k: v.replace("</image>", "") for k, v in LEGACY_2024_TEXT_TEMPLATES.items()},
+    ),
+    profile="2024-04-02",
+)
+PROFILES["2025-01-09"] = _derive(
+    "2025-06-21",
+    region=RegionConfig(size_bins="linear"),
+    tokenizer=TokenizerConfig(templates=GPT2_TEMPLATES, question_space=False, object_space=False, **_GPT2_TOKENS),
+    generation=GenerationDefaults(max_tokens=512, temperature=0.0, top_p=1.0),
+    profile="2025-01-09",
+    dtype="float16",
+)
+PROFILES["2025-03-27"] = _derive(
+    "2025-01-09",
+    region=RegionConfig(size_bins="log"),
+    tokenizer=TokenizerConfig(templates=GPT2_TEMPLATES, question_space=True, object_space=True, **_GPT2_TOKENS),
+    generation=GenerationDefaults(max_tokens=768, temperature=0.0, top_p=1.0),
+    profile="2025-03-27",
+)
+PROFILES["2025-04-14"] = _derive("2025-03-27", generation=GenerationDefaults(), profile="2025-04-14")
+
+# Hub revisions that share a profile.
+REVISION_PROFILES = {name: name for name in PROFILES} | {"2024-05-08": "2024-04-02"}
+
+
+def profile_for_revision(revision: str | None) -> str | None:
+    return REVISION_PROFILES.get(revision) if revision else None
+
+
 # Phi defaults of the 2024 release's PhiConfig, for keys its config.json leaves out.
 PHI_KEYS = {
     "hidden_size": "dim",
