@@ -1,8 +1,9 @@
 """Engine logic against a tiny deterministic mock model (no weights, no tokenizer files).
 
-The mock stores, for every fed token, the value ``(id + 1) * (position + 1)`` into the KV
-cache row and position the engine hands it, and its "hidden state" at a query position is
-the sum of the stored values that the attention mask lets it see. The next-token logits are
+The mock stores, for every fed token, a key ``(id + 1) * (position + 1)`` and a value
+``id + 3 * position + 1`` into the KV cache row and position the engine hands it, and its
+"hidden state" at a query position is the sum of the stored keys and values that the
+attention mask lets it see. The next-token logits are
 a known function (``rule``) of that sum and of the last fed id. A pure-Python oracle that
 knows the *correct* positions predicts every output, so writing to the wrong cache row, at
 the wrong position, or reading stale/padded entries changes the ids.
@@ -24,6 +25,16 @@ from moonlet.sampling import SamplingSettings
 VOCAB = 64
 CONTEXT = 64
 BOS = 0
+
+
+def key_value(token, position):
+    """What the mock stores in the key cache for ``token`` fed at ``position``."""
+    return (token + 1) * (position + 1)
+
+
+def value_value(token, position):
+    """What the mock stores in the value cache (a different function, so both are checked)."""
+    return token + 3 * position + 1
 
 
 def sum_rule(total, last):
@@ -84,27 +95,30 @@ class MockModel(nn.Module):
         out[..., 0] = ids.float()
         return out
 
-    def forward_embeddings(self, embeddings, positions, cache=None, rows=slice(None), kv_len=None, mask_prefix_len=None):
+    def forward_embeddings(
+        self, embeddings, positions, cache=None, rows=slice(None), kv_len=None, mask_prefix_len=None
+    ):
         assert cache is not None, "the engine always runs with a cache"
         assert embeddings.dim() == 3 and positions.shape == embeddings.shape[:2]
         prefix = self.mask_prefix_len if mask_prefix_len is None else mask_prefix_len
         kv_len = kv_len if kv_len is not None else int(positions.max()) + 1
         ids = embeddings[..., 0].round().long()  # B, T
         batch, width = ids.shape
-        value = ((ids + 1) * (positions + 1)).float()
-        kv = torch.zeros(batch, 1, width, self.config.text.head_dim)
-        kv[..., 0] = value[:, None]
+        k = torch.zeros(batch, 1, width, self.config.text.head_dim)
+        v = torch.zeros_like(k)
+        k[..., 0] = key_value(ids, positions)[:, None].float()
+        v[..., 0] = value_value(ids, positions)[:, None].float()
         layer = cache.layer(0, rows)
-        layer.write(positions, kv, kv)
-        _, values = layer.read(kv_len)  # B, H, S, D
+        layer.write(positions, k, v)
+        keys_read, values = layer.read(kv_len)  # B, H, S, D
         assert values.shape[2] == kv_len, "kv_len beyond the cache"
         keys = torch.arange(kv_len)[None, None, :]
         query = positions[:, :, None]
         allowed = (keys <= query) | ((query < prefix) & (keys < prefix))  # B, T, S
-        self.calls.append(
-            {"positions": positions.clone(), "kv_len": kv_len, "prefix": prefix, "future": bool((allowed & (keys > query)).any())}
-        )
-        total = (values[:, 0, None, :, 0] * allowed).sum(-1)  # B, T
+        future = bool((allowed & (keys > query)).any())  # a query that sees a later position
+        self.calls.append({"positions": positions.clone(), "kv_len": kv_len, "prefix": prefix, "future": future})
+        stored = keys_read[:, 0, None, :, 0] + values[:, 0, None, :, 0]  # B, 1, S
+        total = (stored * allowed).sum(-1)  # B, T
         hidden = torch.zeros(batch, width, self.config.text.dim)
         hidden[..., 0] = total
         hidden[..., 1] = ids.float()
@@ -124,7 +138,7 @@ def oracle(prefix_ids, prompt, max_tokens, stop_ids=(), masked_ids=(), rule=sum_
     out: list[int] = []
     first = True
     while True:
-        total = sum((token + 1) * (pos + 1) for pos, token in enumerate(history))
+        total = sum(key_value(token, pos) + value_value(token, pos) for pos, token in enumerate(history))
         target = int(rule(total, history[-1]))
         banned = set() if first else set(masked_ids)
         token = min((v for v in range(VOCAB) if v not in banned), key=lambda v: (v - target) % VOCAB)
@@ -173,9 +187,10 @@ def test_prefill_prefix_stores_each_token_at_its_position():
     prefix = make_prefix(engine, IMAGE_B)
     assert prefix.length == 5
     assert prefix.cache.slots == 1 and prefix.cache.context == 5
-    expected = torch.tensor([(t + 1) * (p + 1) for p, t in enumerate(IMAGE_B)], dtype=torch.float32)
-    assert torch.equal(prefix.cache.values[0, 0, 0, :, 0], expected)
-    assert torch.equal(prefix.cache.keys[0, 0, 0, :, 0], expected)
+    keys = torch.tensor([key_value(t, p) for p, t in enumerate(IMAGE_B)], dtype=torch.float32)
+    values = torch.tensor([value_value(t, p) for p, t in enumerate(IMAGE_B)], dtype=torch.float32)
+    assert torch.equal(prefix.cache.keys[0, 0, 0, :, 0], keys)
+    assert torch.equal(prefix.cache.values[0, 0, 0, :, 0], values)
     assert engine.model.calls[-1]["prefix"] == 5  # bidirectional over the whole image prefix
 
 
@@ -245,6 +260,17 @@ def test_stop_id_on_the_first_step_gives_nothing():
     request = TextRequest(make_prefix(engine, IMAGE_A), [10], greedy(5), stop_ids=(11,))
     assert list(engine.generate_stream([request])) == []
     assert engine.generate([request]) == [[]]
+
+
+def test_keep_stop_returns_the_stop_id_last_and_stops():
+    engine = Engine(MockModel(next_rule))
+    prefix = make_prefix(engine, IMAGE_A)
+    keep = TextRequest(prefix, [10], greedy(50), stop_ids=(13,), keep_stop=True)
+    drop = TextRequest(prefix, [20], greedy(50), stop_ids=(23,))
+    assert engine.generate([keep]) == [[11, 12, 13]]
+    assert list(engine.generate_stream([keep, drop])) == [[11, 21], [12, 22], [13, None]]
+    first = TextRequest(prefix, [10], greedy(5), stop_ids=(11,), keep_stop=True)
+    assert engine.generate([first]) == [[11]]
 
 
 def test_stream_yields_one_id_per_row_per_step_and_none_after_stop():
@@ -350,6 +376,16 @@ def test_row_that_stops_first_does_not_disturb_others():
     assert all(step[0] is None for step in steps)
     assert [[s[i] for s in steps if s[i] is not None] for i in range(3)] == expected
     assert all(step[2] is None for step in steps[12:])
+
+
+def test_row_that_reaches_the_context_does_not_disturb_others():
+    engine = Engine(MockModel(sum_rule))
+    prefix = make_prefix(engine, IMAGE_B)
+    longest = [(5 * i + 1) % VOCAB for i in range(CONTEXT - len(IMAGE_B) - 1)]  # room for 2 tokens
+    requests = [TextRequest(prefix, longest, greedy(50)), TextRequest(prefix, [2, 3], greedy(10))]
+    expected = [oracle(IMAGE_B, longest, 50), oracle(IMAGE_B, [2, 3], 10)]
+    assert [len(ids) for ids in expected] == [2, 10]
+    assert engine.generate(requests) == expected
 
 
 # Regression: _step once advanced the position of finished rows too, so a finished row with a

@@ -104,7 +104,9 @@ def test_is_cjk():
 
 # --- many strings ----------------------------------------------------------------------------
 
-ALPHABET = st.sampled_from(list("ab yz") + ["\n", "é", "ß", "日", "本", "語", "😀", "€", "क", "\ufffd", "  "])
+ALPHABET = st.sampled_from(
+    list("ab yz") + ["\n", "é", "ß", "日", "本", "語", "😀", "€", "क", "\ufffd", "  "]
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -157,6 +159,8 @@ def test_random_strings_with_fixed_seed():
     assert seen_multi_piece > 400  # the property is exercised on real splits, not one-piece outputs
 
 
-@pytest.mark.parametrize("text", ["日本語のテキスト", "hello 世界\n再见 world", "👍🏽 ok\n", "a\u0301 b"])
+@pytest.mark.parametrize(
+    "text", ["日本語のテキスト", "hello 世界\n再见 world", "👍🏽 ok\n", "a\u0301 b"]
+)
 def test_examples_join_back(text):
     check_stream(text)
