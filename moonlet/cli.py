@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 runtime failure, 2 bad usage or input (bad image, unkno
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -76,7 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="model, profile, parameters, device")
     _model_args(p)
+
+    for module, adder in (("moonlet.train.cli", "add_train_parser"), ("moonlet.data.cli", "add_data_parser")):
+        getattr(importlib.import_module(module), adder)(sub)
     return parser
+
+
+# Subcommands that live in their own packages: name → (module, function).
+DELEGATED = {"train": ("moonlet.train.cli", "run_train"), "data": ("moonlet.data.cli", "run_data")}
 
 
 def _read_image(arg: str):
@@ -97,6 +105,9 @@ def _print_text(result, key: str, stream: bool, as_json: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     import moonlet
 
+    if args.command in DELEGATED:
+        module, function = DELEGATED[args.command]
+        return getattr(importlib.import_module(module), function)(args)
     model = moonlet.load(args.model, revision=args.revision, device=args.device, dtype=args.dtype)
     if args.command == "info":
         info = {

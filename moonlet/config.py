@@ -114,7 +114,7 @@ class VisionConfig:
             raise ConfigError(f"vision.crop_scheme must be one of {CROP_SCHEMES}, got {self.crop_scheme!r}")
         if self.gelu not in GELU_KINDS:
             raise ConfigError(f"vision.gelu must be one of {GELU_KINDS}, got {self.gelu!r}")
-        if 2 * self.overlap_margin >= self.grid_size:
+        if self.crop_scheme == "overlap" and 2 * self.overlap_margin >= self.grid_size:
             raise ConfigError("vision.overlap_margin leaves no usable window per crop")
 
 

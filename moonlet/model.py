@@ -50,14 +50,17 @@ class MoondreamModel(nn.Module):
     @torch.inference_mode()
     def image_embedding(self, crops: Crops) -> torch.Tensor:
         """Crops → (grid², text dim): projected features in row-major grid order."""
+        return self.embed_pixels(crops.normalized().to(self.device, self.dtype), crops.tiling)
+
+    def embed_pixels(self, pixels: torch.Tensor, tiling: tuple[int, int]) -> torch.Tensor:
+        """(n_crops, C, S, S) normalised crops → (grid², text dim); differentiable (training)."""
         vision = self.config.vision
-        pixels = crops.normalized().to(self.device, self.dtype)
         features = self.vision(pixels)  # n_crops, grid², enc_dim
         if vision.crop_scheme == "single":
             return self.vision.proj_mlp(features[0])
         grid = vision.grid_size
         tiles = features[1:].view(-1, grid, grid, vision.enc_dim)
-        stitched = reconstruct_from_crops(tiles, crops.tiling, vision.overlap_margin)
+        stitched = reconstruct_from_crops(tiles, tiling, vision.overlap_margin)
         local = pool_to_grid(stitched, grid).reshape(grid * grid, vision.enc_dim)
         return self.vision.proj_mlp(torch.cat((features[0], local), dim=-1))
 

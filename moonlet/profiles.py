@@ -121,6 +121,21 @@ PROFILES["2025-03-27"] = _derive(
 )
 PROFILES["2025-04-14"] = _derive("2025-03-27", generation=GenerationDefaults(), profile="2025-04-14")
 
+# Ours: the same architecture scaled down for CPU training on generated scenes. Its templates
+# come from its own tokenizer (moonlet.train.tokenizer_train) and are stored in its config.json.
+PROFILES["moonlet-nano"] = MoondreamConfig(
+    text=TextConfig(dim=256, ff_dim=1024, n_layers=6, n_heads=4, n_kv_heads=4, vocab_size=2048, max_context=512),
+    vision=VisionConfig(
+        enc_dim=192, enc_n_layers=6, enc_ff_dim=768, enc_n_heads=3, proj_out_dim=256, proj_inner_dim=768,
+        crop_size=168, crop_scheme="single",
+    ),
+    region=RegionConfig(dim=256, inner_dim=512),
+    tokenizer=TokenizerConfig(),
+    generation=GenerationDefaults(max_tokens=128, temperature=0.0, top_p=1.0),
+    profile="moonlet-nano",
+    dtype="float16",
+)
+
 # Hub revisions that share a profile.
 REVISION_PROFILES = {name: name for name in PROFILES} | {"2024-05-08": "2024-04-02"}
 

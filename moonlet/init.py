@@ -1,0 +1,49 @@
+"""Weight initialisation for models trained from scratch (the one place it happens)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import MoondreamConfig
+from .model import MoondreamModel
+
+LINEAR_STD = 0.02
+FOURIER_STD = 10.0  # frequencies (cycles per unit) of the coordinate/size Fourier features
+
+
+@torch.no_grad()
+def init_weights(model: MoondreamModel, seed: int = 0) -> MoondreamModel:
+    """Normal(0, 0.02) linears and embeddings, zero biases, unit LayerNorms; residual output
+    projections scaled by 1/sqrt(2·layers); Fourier frequencies Normal(0, 10)."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def normal_(tensor: torch.Tensor, std: float) -> None:
+        tensor.copy_(torch.randn(tensor.shape, generator=generator) * std)
+
+    depth_scale = (2 * max(model.config.text.n_layers, 1)) ** -0.5
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            residual = name.endswith(("attn.proj", "mlp.fc2")) and ".blocks." in name
+            normal_(module.weight, LINEAR_STD * (depth_scale if residual else 1.0))
+            if module.bias is not None:
+                module.bias.zero_()
+        elif isinstance(module, nn.LayerNorm):
+            module.weight.fill_(1.0)
+            module.bias.zero_()
+    normal_(model.text.wte, LINEAR_STD)
+    normal_(model.vision.pos_emb, LINEAR_STD)
+    if model.region is not None:
+        normal_(model.region.coord_features, FOURIER_STD)
+        normal_(model.region.size_features, FOURIER_STD)
+    return model
+
+
+def build_random(config: MoondreamConfig, device: str | torch.device = "cpu", dtype=torch.float32, seed: int = 0) -> MoondreamModel:
+    """A freshly initialised model, allocated once on ``device``."""
+    with torch.device("meta"):
+        model = MoondreamModel(config)
+    model.to_empty(device=device)
+    model.text.init_buffers(device)
+    init_weights(model, seed)
+    return model.to(dtype)

@@ -1,0 +1,71 @@
+"""Training checkpoints in safetensors: trainable weights, optimizer state and RNG state.
+
+Nothing is pickled: the optimizer state is flattened into named tensors, its hyper-parameters
+go to JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+LATEST = "latest"
+
+
+def save_training_state(
+    directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer, step: int, extra: dict
+) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    names = {id(p): n for n, p in model.named_parameters()}
+    trainable = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
+    save_file(trainable, str(directory / "trainable.safetensors"))
+    tensors = {"rng.torch": torch.get_rng_state()}
+    groups = []
+    for group in optimizer.param_groups:
+        groups.append({k: v for k, v in group.items() if k != "params"} | {"params": [names[id(p)] for p in group["params"]]})
+        for p in group["params"]:
+            for key, value in optimizer.state.get(p, {}).items():
+                tensors[f"{names[id(p)]}::{key}"] = torch.as_tensor(value).detach().contiguous().cpu()
+    save_file(tensors, str(directory / "optimizer.safetensors"))
+    (directory / "trainer_state.json").write_text(json.dumps({"step": step, "param_groups": groups, **extra}, indent=1))
+    (directory.parent / LATEST).write_text(directory.name)
+    return directory
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    pointer = out / LATEST
+    return out / pointer.read_text().strip() if pointer.is_file() else None
+
+
+def load_training_state(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """Restore weights, optimizer and RNG in place; returns the trainer state (with ``step``)."""
+    params = dict(model.named_parameters())
+    trainable = load_file(str(directory / "trainable.safetensors"))
+    missing = sorted(n for n, p in params.items() if p.requires_grad and n not in trainable)
+    unknown = sorted(set(trainable) - set(params))
+    if missing or unknown:
+        raise ValueError(f"checkpoint {directory} does not fit this run: missing {missing[:5]}, unexpected {unknown[:5]}")
+    with torch.no_grad():
+        for name, tensor in trainable.items():
+            params[name].copy_(tensor)
+    state = json.loads((directory / "trainer_state.json").read_text())
+    tensors = load_file(str(directory / "optimizer.safetensors"))
+    torch.set_rng_state(tensors.pop("rng.torch"))
+    index = {}
+    groups = []
+    for group in state["param_groups"]:
+        ids = []
+        for name in group["params"]:
+            index[name] = len(index)
+            ids.append(index[name])
+        groups.append(group | {"params": ids})
+    per_param: dict[int, dict] = {}
+    for key, tensor in tensors.items():
+        name, field = key.split("::")
+        per_param.setdefault(index[name], {})[field] = tensor.to(params[name].device)
+    optimizer.load_state_dict({"state": per_param, "param_groups": groups})
+    return state

@@ -1,0 +1,111 @@
+"""``moonlet train``: from scratch for small configs, or fine-tuning a checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import fields, replace
+from pathlib import Path
+
+import torch
+
+from .trainer import MODES, TrainConfig
+
+EXAMPLES = """examples:
+  moonlet train --data scenes/ --out runs/nano --profile moonlet-nano --steps 20000 --batch-size 16
+  moonlet train --data mine.jsonl --out runs/ft --init vikhyatk/moondream2 --mode lora --steps 500
+  torchrun --nproc_per_node 8 -m moonlet train --data scenes/ --out runs/nano --profile moonlet-nano
+  moonlet train ... --resume          # continue the latest checkpoint in --out exactly
+"""
+
+
+def add_train_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "train", help="train from scratch or fine-tune", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--data", required=True, help="dataset directory or JSONL file (docs/data.md)")
+    p.add_argument("--out", required=True, help="run directory: checkpoints, metrics.jsonl, model/")
+    start = p.add_mutually_exclusive_group(required=True)
+    start.add_argument("--init", help="checkpoint to fine-tune (directory, file or hub id)")
+    start.add_argument("--profile", help="train a new model of this profile's architecture, e.g. moonlet-nano")
+    p.add_argument("--revision", help="hub revision of --init")
+    p.add_argument("--tokenizer", help="tokenizer.json for a new model (default: train one on --data)")
+    p.add_argument("--vocab-size", type=int, default=2048, help="size of a newly trained tokenizer")
+    p.add_argument("--mode", choices=MODES, default="full", help="what to train (default: everything)")
+    p.add_argument("--device", help="cpu or cuda[:N] (under torchrun: cuda:LOCAL_RANK)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--export-dtype", default="float16", help="dtype of the exported model/ (default float16)")
+    for field in fields(TrainConfig):
+        if field.name in ("data", "out", "mode", "progress"):
+            continue
+        name = "--" + field.name.replace("_", "-")  # field.type is a string (postponed annotations)
+        kind = float if "float" in field.type else int if "int" in field.type else str
+        p.add_argument(name, type=kind, default=None, help=f"default: {field.default}")
+    return p
+
+
+def _train_config(args) -> TrainConfig:
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
+    return TrainConfig(**values)
+
+
+def _new_model(args, device: torch.device):
+    from ..data.reader import iter_rows
+    from ..init import build_random
+    from ..profiles import get_profile
+    from ..tokenizer import Tokenizer
+    from .tokenizer_train import row_texts, tokenizer_config_for, train_tokenizer
+
+    base = get_profile(args.profile)
+    if args.tokenizer:
+        tokenizer = Tokenizer.from_file(args.tokenizer)
+    else:
+        tokenizer = train_tokenizer(row_texts(iter_rows(args.data, check_images=False)), args.vocab_size)
+    vocab = math.ceil(tokenizer.backend.get_vocab_size() / 64) * 64
+    config = replace(
+        base,
+        text=replace(base.text, vocab_size=vocab),
+        tokenizer=tokenizer_config_for(tokenizer, base.tokenizer),
+    )
+    seed = args.seed if args.seed is not None else 0
+    return build_random(config, device=device, seed=seed), tokenizer
+
+
+def run_train(args) -> int:
+    import os
+
+    import moonlet
+
+    from .trainer import Trainer
+
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    default = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    device = torch.device(args.device or default)
+    config = _train_config(args)
+    resuming = args.resume and (Path(args.out) / "latest").is_file()
+    if args.init:
+        loaded = moonlet.load(args.init, revision=args.revision, device=device, dtype="float32")
+        model, tokenizer = loaded.model, loaded.tokenizer
+    elif resuming and (Path(args.out) / "init").is_dir():
+        loaded = moonlet.load(Path(args.out) / "init", device=device, dtype="float32")  # same architecture and tokenizer
+        model, tokenizer = loaded.model, loaded.tokenizer
+    else:
+        model, tokenizer = _new_model(args, device)
+    trainer = Trainer(model, tokenizer, config)
+    if args.profile and trainer.is_main and not (Path(args.out) / "init").is_dir():
+        from ..save import save_pretrained
+        from .trainer import _ModelWithTokenizer
+
+        save_pretrained(_ModelWithTokenizer(model, tokenizer), Path(args.out) / "init")
+    trainer.fit(resume=args.resume)
+    trainer.save()
+    exported = trainer.export(dtype=_dtype(args.export_dtype))
+    if exported is not None:
+        print(f"model written to {exported}")
+    return 0
+
+
+def _dtype(name: str) -> torch.dtype:
+    from ..loading import parse_dtype
+
+    return parse_dtype(name, torch.float16)

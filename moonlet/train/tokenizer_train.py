@@ -1,0 +1,84 @@
+"""Training a small byte-level BPE tokenizer whose special ids match the profile's templates."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import decoders, models, pre_tokenizers, trainers
+
+from ..config import Templates, TokenizerConfig
+from ..tokenizer import Tokenizer
+
+# Index = id: bos/eos 0, skill open 1, separator 2, answer 3, thinking 4, coord 5, size 6,
+# ground start 7, (unused) 8, ground end 9 — the ids TokenizerConfig's defaults name.
+SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|md_reserved_0|>",
+    "<|md_reserved_1|>",
+    "<|md_reserved_2|>",
+    "<|md_reserved_3|>",
+    "<|coord|>",
+    "<|size|>",
+    "<|ground_start|>",
+    "<|reserved_8|>",
+    "<|ground_end|>",
+)
+TEMPLATE_WORDS = ("describe", "short", "normal", "long", "query", "detect", "point")
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048, min_frequency: int = 2) -> Tokenizer:
+    backend = HFTokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(_with_template_words(texts), trainer=trainer)
+    for index, token in enumerate(SPECIAL_TOKENS):
+        if backend.token_to_id(token) != index:
+            raise RuntimeError(f"special token {token} did not get id {index}")
+    return Tokenizer(backend)
+
+
+def _with_template_words(texts: Iterable[str]) -> Iterator[str]:
+    yield from (" ".join(TEMPLATE_WORDS),) * 10
+    yield from texts
+
+
+def row_texts(rows) -> Iterator[str]:
+    """The texts of dataset rows (captions, questions, answers, object names)."""
+    for row in rows:
+        for text in (row.caption, row.question, row.answer, row.object):
+            if text:
+                yield text
+                if text is row.object:
+                    yield " " + text  # objects are encoded with a leading space
+
+
+def templates_for(tokenizer: Tokenizer) -> Templates:
+    """The md2 template structure (skill, separator, argument, answer id) in this tokenizer's ids."""
+    enc = tokenizer.encode
+    return Templates(
+        caption={length: (1, *enc("describe"), 2, *enc(length), 3) for length in ("short", "normal", "long")},
+        query_prefix=(1, *enc("query"), 2),
+        query_suffix=(3,),
+        detect_prefix=(1, *enc("detect"), 2),
+        detect_suffix=(3,),
+        point_prefix=(1, *enc("point"), 2),
+        point_suffix=(3,),
+    )
+
+
+def tokenizer_config_for(tokenizer: Tokenizer, base: TokenizerConfig) -> TokenizerConfig:
+    return replace(base, templates=templates_for(tokenizer), hub_repo=None)
+
+
+def save_tokenizer(tokenizer: Tokenizer, path: Path) -> None:
+    tokenizer.backend.save(str(path))

@@ -1,0 +1,289 @@
+"""The training loop: AdamW with per-module learning rates, warm-up + cosine schedule,
+gradient accumulation and clipping, bf16 autocast on GPU, periodic evaluation, safetensors
+checkpoints with exact resume, a JSONL metrics log, and data parallelism under torchrun.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..model import MoondreamModel
+from ..prompts import PromptBuilder
+from .batch import pack
+from .checkpoint import latest_checkpoint, load_training_state, save_training_state
+from .data import BatchOrder, ImageGroup, load_groups
+from .lora import add_lora, merge_lora
+from .objective import losses
+from .sequences import SequenceBuilder
+
+MODES = ("full", "text", "region", "lora")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str
+    out: str
+    steps: int = 1000
+    batch_size: int = 8  # images per optimizer step (all ranks together, before accumulation)
+    grad_accum: int = 1
+    lr: float = 3e-4
+    lr_vision: float | None = None  # default: lr
+    lr_projection: float | None = None  # default: lr (the reference recipe uses higher)
+    lr_region: float | None = None
+    weight_decay: float = 0.01
+    warmup: int = 50
+    min_lr_ratio: float = 0.1
+    clip: float = 1.0
+    seed: int = 0
+    mode: str = "full"
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    eval_data: str | None = None
+    eval_every: int = 200
+    eval_images: int = 32
+    save_every: int = 500
+    log_every: int = 10
+    rows_per_image: int | None = None  # sample this many of an image's rows per step (default: all)
+    progress: bool = True
+
+    def validate(self) -> "TrainConfig":
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError("steps, batch_size and grad_accum must be positive")
+        return self
+
+
+def learning_rate_factor(step: int, config: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr_ratio``."""
+    if step < config.warmup:
+        return (step + 1) / config.warmup
+    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def select_trainable(model: MoondreamModel, config: TrainConfig) -> None:
+    if config.mode == "lora":
+        add_lora(model, config.lora_rank, config.lora_alpha)
+        return
+    model.requires_grad_(config.mode == "full")
+    if config.mode == "text":
+        model.text.requires_grad_(True)
+    elif config.mode == "region":
+        if model.region is None:
+            raise ValueError("this model has no region heads to train")
+        model.region.requires_grad_(True)
+
+
+def parameter_groups(model: MoondreamModel, config: TrainConfig) -> list[dict]:
+    """One AdamW group per module family; no weight decay on biases, norms and embeddings tables."""
+    rates = {
+        "projection": config.lr_projection or config.lr,
+        "vision": config.lr_vision or config.lr,
+        "region": config.lr_region or config.lr,
+        "text": config.lr,
+    }
+    groups: dict[tuple[str, bool], list] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        family = "projection" if name.startswith("vision.proj_mlp") else name.split(".")[0]
+        decay = param.dim() >= 2 and "wte" not in name and "pos_emb" not in name and "features" not in name
+        groups.setdefault((family, decay), []).append(param)
+    return [
+        {"params": params, "lr": rates[family], "base_lr": rates[family], "weight_decay": config.weight_decay if decay else 0.0, "name": f"{family}{'' if decay else '.no_decay'}"}
+        for (family, decay), params in sorted(groups.items())
+    ]
+
+
+class TrainingModule(nn.Module):
+    """Wraps the model so that DDP sees the whole loss computation as one forward()."""
+
+    def __init__(self, model: MoondreamModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch):
+        return losses(self.model, batch)
+
+
+class Trainer:
+    def __init__(self, model: MoondreamModel, tokenizer, config: TrainConfig):
+        self.config = config.validate()
+        self.rank = int(os.environ.get("RANK", 0))
+        self.world = int(os.environ.get("WORLD_SIZE", 1))
+        if self.world > 1 and not torch.distributed.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            torch.distributed.init_process_group(backend)
+        if config.batch_size % self.world:
+            raise ValueError(f"batch size {config.batch_size} must divide evenly across {self.world} processes")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = model.device
+        select_trainable(model, config)
+        model.train()
+        self.module: nn.Module = TrainingModule(model)
+        if self.world > 1:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.module = nn.parallel.DistributedDataParallel(
+                self.module, device_ids=device_ids, find_unused_parameters=True
+            )
+        self.optimizer = torch.optim.AdamW(parameter_groups(model, config), betas=(0.9, 0.95))
+        self.builder = SequenceBuilder(model.config, PromptBuilder(model.config.tokenizer, tokenizer))
+        self.groups = load_groups(config.data)
+        self.eval_groups = load_groups(config.eval_data)[: config.eval_images] if config.eval_data else []
+        self.order = BatchOrder(len(self.groups), config.batch_size * config.grad_accum, config.seed)
+        self.out = Path(config.out)
+        self.step = 0
+        self.autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" and torch.cuda.is_bf16_supported() else nullcontext()
+        )
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    # --- data -----------------------------------------------------------------------------
+
+    def _prepare(self, group: ImageGroup, rows=None):
+        crops = self.model.crops(group.image)
+        sequences = [self.builder.from_row(row) for row in (rows or group.rows)]
+        return crops.normalized().to(self.model.dtype), crops.tiling, sequences
+
+    def _rows(self, step: int, index: int) -> list:
+        """The rows of group ``index`` used at ``step``: all, or a sample fixed by (seed, step, index)."""
+        rows = self.groups[index].rows
+        k = self.config.rows_per_image
+        if k is None or k >= len(rows):
+            return list(rows)
+        chosen = np.random.default_rng([self.config.seed, step, index]).choice(len(rows), k, replace=False)
+        return [rows[i] for i in sorted(chosen)]
+
+    def _micro_batches(self, step: int):
+        """This rank's images for ``step``, split into ``grad_accum`` packed micro-batches."""
+        chosen = self.order.batch(step, self.rank, self.world)
+        per_micro = max(1, len(chosen) // self.config.grad_accum)
+        for start in range(0, len(chosen), per_micro):
+            items = [self._prepare(self.groups[i], self._rows(step, i)) for i in chosen[start : start + per_micro]]
+            yield pack(items, self.model.config.prefix_len).to(self.device)
+
+    # --- loop -----------------------------------------------------------------------------
+
+    def resume(self) -> bool:
+        checkpoint = latest_checkpoint(self.out)
+        if checkpoint is None:
+            return False
+        state = load_training_state(checkpoint, self.model, self.optimizer)
+        self.step = state["step"]
+        return True
+
+    def train_step(self) -> dict[str, float]:
+        self._set_lr()
+        self.optimizer.zero_grad(set_to_none=True)
+        micro = list(self._micro_batches(self.step))
+        totals: dict[str, float] = {}
+        for index, batch in enumerate(micro):
+            sync = index == len(micro) - 1 or not hasattr(self.module, "no_sync")
+            with (nullcontext() if sync else self.module.no_sync()), self.autocast:
+                parts = self.module(batch)
+                (parts["loss"] / len(micro)).backward()
+            for key, value in parts.items():
+                totals[key] = totals.get(key, 0.0) + float(value.detach()) / len(micro)
+        if self.world > 1:  # log the global batch's loss, not this rank's (parts stay rank-local)
+            loss = torch.tensor([totals["loss"]], device=self.device)
+            torch.distributed.all_reduce(loss)
+            totals["loss"] = float(loss) / self.world
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        totals["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, self.config.clip))
+        self.optimizer.step()
+        self.step += 1
+        return totals
+
+    def _set_lr(self) -> None:
+        factor = learning_rate_factor(self.step, self.config)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+
+    @torch.no_grad()
+    def evaluate(self) -> float | None:
+        if not self.eval_groups:
+            return None
+        self.model.eval()
+        total = 0.0
+        for start in range(0, len(self.eval_groups), self.config.batch_size):
+            items = [self._prepare(g) for g in self.eval_groups[start : start + self.config.batch_size]]
+            with self.autocast:
+                total += float(losses(self.model, pack(items, self.model.config.prefix_len).to(self.device))["loss"]) * len(items)
+        self.model.train()
+        return total / len(self.eval_groups)
+
+    def save(self) -> Path | None:
+        if not self.is_main:
+            return None
+        extra = {"config": asdict(self.config)}
+        return save_training_state(self.out / f"checkpoint-{self.step:07d}", self.model, self.optimizer, self.step, extra)
+
+    def export(self, directory: Path | None = None, dtype: torch.dtype | None = None) -> Path | None:
+        """Write the trained model as a loadable checkpoint (LoRA adapters merged)."""
+        from ..save import save_pretrained
+
+        if not self.is_main:
+            return None
+        if self.config.mode == "lora":
+            merge_lora(self.model)
+        self.model.eval()
+        return save_pretrained(_ModelWithTokenizer(self.model, self.tokenizer), directory or self.out / "model", dtype)
+
+    def fit(self, resume: bool = False) -> list[dict]:
+        if resume:
+            self.resume()
+        self.out.mkdir(parents=True, exist_ok=True)
+        log_path = self.out / "metrics.jsonl"
+        history = []
+        progress = _progress(self.config.steps, self.step, enabled=self.config.progress and self.is_main)
+        started = time.time()
+        while self.step < self.config.steps:
+            metrics = self.train_step()
+            metrics["step"] = self.step
+            metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+            metrics["elapsed_s"] = round(time.time() - started, 3)
+            if self.config.eval_every and self.step % self.config.eval_every == 0:
+                metrics["eval_loss"] = self.evaluate()
+            history.append(metrics)
+            if self.is_main and (self.step % self.config.log_every == 0 or self.step == self.config.steps or "eval_loss" in metrics):
+                with log_path.open("a") as log:
+                    log.write(json.dumps(metrics) + "\n")
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(loss=f"{metrics['loss']:.4f}")
+            if self.config.save_every and self.step % self.config.save_every == 0:
+                self.save()
+        if progress is not None:
+            progress.close()
+        return history
+
+
+@dataclass
+class _ModelWithTokenizer:
+    model: MoondreamModel
+    tokenizer: object
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, initial=initial, desc="train", unit="step")

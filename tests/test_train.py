@@ -1,0 +1,141 @@
+"""Training: loss goes down, exact resume, LoRA, data-parallel equivalence, tokenizer."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+import moonlet
+from moonlet.config import RegionConfig, TextConfig, VisionConfig
+from moonlet.data.config import AnnotationConfig, SceneConfig
+from moonlet.data.reader import iter_rows
+from moonlet.data.shards import generate_dataset
+from moonlet.init import build_random
+from moonlet.profiles import PROFILES
+from moonlet.train.lora import LoRALinear, merge_lora
+from moonlet.train.tokenizer_train import SPECIAL_TOKENS, row_texts, tokenizer_config_for, train_tokenizer
+from moonlet.train.trainer import TrainConfig, Trainer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("scenes")
+    generate_dataset(
+        out, count=8, seed=3, shard_size=4,
+        scene_config=SceneConfig(width=64, height=64, max_objects=3, text_probability=0.5),
+        annotation_config=AnnotationConfig(caption_lengths=("short",), questions=3, detect=1, point=1),
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def tokenizer(dataset):
+    return train_tokenizer(row_texts(iter_rows(dataset)), vocab_size=320)
+
+
+def tiny_model(tokenizer, seed=0):
+    base = PROFILES["moonlet-nano"]
+    config = replace(
+        base,
+        text=TextConfig(dim=32, ff_dim=64, n_layers=2, n_heads=1, n_kv_heads=1, vocab_size=320, max_context=512),
+        vision=VisionConfig(enc_dim=16, enc_n_layers=1, enc_ff_dim=32, enc_n_heads=1, proj_out_dim=32,
+                            proj_inner_dim=32, crop_size=28, crop_scheme="single"),
+        region=RegionConfig(dim=32, inner_dim=32, coord_out_dim=64, size_out_dim=128),
+        tokenizer=tokenizer_config_for(tokenizer, base.tokenizer),
+    )
+    return build_random(config, seed=seed)
+
+
+def config(dataset, out, **changes):
+    values = dict(data=str(dataset), out=str(out), steps=6, batch_size=4, warmup=2, lr=3e-3, progress=False,
+                  save_every=0, eval_every=0, log_every=1, rows_per_image=4)
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+def test_tokenizer_keeps_special_ids(tokenizer):
+    for index, token in enumerate(SPECIAL_TOKENS):
+        assert tokenizer.token_id(token) == index
+    assert tokenizer.decode(tokenizer.encode("How many red circles?")) == "How many red circles?"
+    templates = tokenizer_config_for(tokenizer, PROFILES["moonlet-nano"].tokenizer).templates
+    assert templates.caption["short"][0] == 1 and templates.caption["short"][-1] == 3
+    assert tokenizer.decode(list(templates.detect_prefix[1:-1])) == "detect"
+
+
+def test_a_few_steps_lower_the_loss(dataset, tokenizer, tmp_path):
+    model = tiny_model(tokenizer)
+    history = Trainer(model, tokenizer, config(dataset, tmp_path, steps=8)).fit()
+    assert history[-1]["loss"] < history[0]["loss"] - 0.3
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in logged] == list(range(1, 9))
+
+
+def test_resume_continues_the_same_trajectory(dataset, tokenizer, tmp_path):
+    straight = Trainer(tiny_model(tokenizer), tokenizer, config(dataset, tmp_path / "a")).fit()
+    first = Trainer(tiny_model(tokenizer), tokenizer, config(dataset, tmp_path / "b", steps=3, save_every=3))
+    first.fit()
+    # a new process would rebuild the model from scratch; the checkpoint restores everything
+    second = Trainer(tiny_model(tokenizer, seed=99), tokenizer, config(dataset, tmp_path / "b", save_every=3))
+    resumed = second.fit(resume=True)
+    assert [round(h["loss"], 5) for h in resumed] == [round(h["loss"], 5) for h in straight[3:]]
+    assert second.step == 6
+
+
+def test_lora_changes_only_adapters_and_merges(dataset, tokenizer, tmp_path):
+    model = tiny_model(tokenizer)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = Trainer(model, tokenizer, config(dataset, tmp_path, mode="lora", steps=3, lr=1e-2))
+    trainer.fit()
+    adapters = [m for m in model.modules() if isinstance(m, LoRALinear)]
+    assert adapters and all(a.lora_b.abs().sum() > 0 for a in adapters)
+    for name, tensor in model.state_dict().items():
+        if ".lora_" not in name:
+            assert torch.equal(tensor, before[name.replace(".base.", ".")]), name
+    probe = torch.randn(2, model.config.text.dim)
+    with torch.no_grad():
+        adapted = model.text.blocks[0].mlp.fc1(probe)
+        merge_lora(model)
+        assert isinstance(model.text.blocks[0].mlp.fc1, torch.nn.Linear)
+        assert torch.allclose(model.text.blocks[0].mlp.fc1(probe), adapted, atol=1e-5)
+    assert set(model.state_dict()) == set(before)
+
+
+def test_exported_model_loads_and_answers(dataset, tokenizer, tmp_path):
+    trainer = Trainer(tiny_model(tokenizer), tokenizer, config(dataset, tmp_path, steps=2))
+    trainer.fit()
+    exported = trainer.export(dtype=torch.float16)
+    model = moonlet.load(exported, device="cpu")
+    assert model.config.profile == "moonlet-nano"
+    rows = list(iter_rows(dataset))
+    answer = model.query(rows[0].image, "How many shapes are there?", settings={"max_tokens": 5})["answer"]
+    assert isinstance(answer, str)
+    assert isinstance(model.detect(rows[0].image, "circle", settings={"max_objects": 2})["objects"], list)
+
+
+def test_torchrun_two_processes_match_one(dataset, tokenizer, tmp_path):
+    """DDP on CPU (gloo) over 2 ranks gives the single-process trajectory."""
+    tokenizer.backend.save(str(tmp_path / "tokenizer.json"))
+    common = ["--data", str(dataset), "--profile", "moonlet-nano", "--tokenizer", str(tmp_path / "tokenizer.json"),
+              "--steps", "3", "--batch-size", "4", "--warmup", "1", "--save-every", "0", "--eval-every", "0",
+              "--log-every", "1", "--device", "cpu"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    single = subprocess.run([sys.executable, "-m", "moonlet", "train", "--out", str(tmp_path / "one"), *common],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-2000:]
+    double = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+                             "-m", "moonlet", "train", "--out", str(tmp_path / "two"), *common],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert double.returncode == 0, double.stderr[-2000:]
+    one = [json.loads(l)["loss"] for l in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
+    two = [json.loads(l)["loss"] for l in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert len(one) == len(two) == 3
+    assert two == pytest.approx(one, rel=1e-3)
