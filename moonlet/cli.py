@@ -17,6 +17,9 @@ EXAMPLES = """examples:
   moonlet detect photo.jpg face --json
   moonlet query - "What is this?" < photo.jpg
   moonlet info --model vikhyatk/moondream2 --revision 2025-06-21
+  moonlet data generate --out scenes/ --count 1000 --seed 0
+  moonlet train --data scenes/ --out runs/nano --profile moonlet-nano --steps 2000
+  moonlet eval vqav2 --data data/vqav2 --limit 500 --batch-size 16
 """
 
 
@@ -78,13 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="model, profile, parameters, device")
     _model_args(p)
 
-    for module, adder in (("moonlet.train.cli", "add_train_parser"), ("moonlet.data.cli", "add_data_parser")):
+    for module, (adder, _) in DELEGATED.values():
         getattr(importlib.import_module(module), adder)(sub)
     return parser
 
 
-# Subcommands that live in their own packages: name → (module, function).
-DELEGATED = {"train": ("moonlet.train.cli", "run_train"), "data": ("moonlet.data.cli", "run_data")}
+# Subcommands that live in their own packages: name → (module, (parser adder, runner)).
+DELEGATED = {
+    "train": ("moonlet.train.cli", ("add_train_parser", "run_train")),
+    "data": ("moonlet.data.cli", ("add_data_parser", "run_data")),
+    "eval": ("moonlet.eval.cli", ("add_eval_parser", "run_eval")),
+}
 
 
 def _read_image(arg: str):
@@ -106,8 +113,8 @@ def run(args: argparse.Namespace) -> int:
     import moonlet
 
     if args.command in DELEGATED:
-        module, function = DELEGATED[args.command]
-        return getattr(importlib.import_module(module), function)(args)
+        module, (_, runner) = DELEGATED[args.command]
+        return getattr(importlib.import_module(module), runner)(args)
     model = moonlet.load(args.model, revision=args.revision, device=args.device, dtype=args.dtype)
     if args.command == "info":
         info = {
