@@ -1,0 +1,102 @@
+"""``moonlet data generate|validate``: write a synthetic dataset, or check a dataset's rows.
+
+Wire into the main CLI with ``add_data_parser(subparsers)`` and dispatch ``args.command == "data"``
+to ``run_data(args)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad size {text!r}; use N or WxH") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 32:
+        raise argparse.ArgumentTypeError(f"bad size {text!r}; use N or WxH, at least 32")
+    return parts[0], parts[1]
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def add_data_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``data`` (with ``generate`` and ``validate``) to an argparse subparsers object."""
+    parser = subparsers.add_parser("data", help="generate or validate training data")
+    sub = parser.add_subparsers(dest="data_command", required=True)
+    p = sub.add_parser("generate", help="write synthetic scenes with captions, questions and targets")
+    p.add_argument("--out", required=True, help="output directory (must be empty unless --force)")
+    p.add_argument("--count", required=True, type=_non_negative, help="number of scenes")
+    p.add_argument("--seed", type=_non_negative, default=0, help="dataset seed (default 0)")
+    p.add_argument("--start", type=_non_negative, default=0, help="first scene index (default 0)")
+    p.add_argument("--shard-size", type=_positive, default=1000, help="scenes per JSONL shard (default 1000)")
+    p.add_argument("--size", type=_size, default=(256, 256), help="image size, N or WxH (default 256)")
+    p.add_argument("--questions", type=_non_negative, default=10, help="questions per scene (default 10)")
+    p.add_argument("--no-truth", action="store_true", help="do not write ground truth under truth/")
+    p.add_argument("--force", action="store_true", help="replace a dataset already in --out")
+    p = sub.add_parser("validate", help="check every row of a dataset directory or JSONL file")
+    p.add_argument("path")
+    p.add_argument("--no-image-check", action="store_true", help="do not check that images exist")
+    return parser
+
+
+def _generate(args) -> int:
+    from .config import AnnotationConfig, SceneConfig
+    from .shards import generate_dataset
+
+    scene_config = SceneConfig(width=args.size[0], height=args.size[1])
+    meta = generate_dataset(
+        args.out, args.count, seed=args.seed, start=args.start, shard_size=args.shard_size,
+        scene_config=scene_config, annotation_config=AnnotationConfig(questions=args.questions),
+        truth=not args.no_truth, overwrite=args.force,
+    )
+    print(json.dumps({k: meta[k] for k in ("seed", "start", "scenes", "rows", "shards")}))
+    return 0
+
+
+def _validate(args) -> int:
+    from .reader import iter_rows
+
+    kinds, types = Counter(), Counter()
+    for row in iter_rows(args.path, check_images=not args.no_image_check):
+        kinds[row.kind] += 1
+        if row.kind == "query":
+            types[row.type or "untyped"] += 1
+    print(json.dumps({"rows": sum(kinds.values()), "kinds": dict(kinds), "question_types": dict(sorted(types.items()))}))
+    return 0
+
+
+def run_data(args: argparse.Namespace) -> int:
+    """Run ``moonlet data ...``; 0 on success, 2 for bad input (the message goes to stderr)."""
+    from .reader import DataFormatError
+
+    try:
+        return _generate(args) if args.data_command == "generate" else _validate(args)
+    except (DataFormatError, FileExistsError, ValueError, OSError) as exc:
+        print(f"moonlet: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m moonlet.data``), the same as ``moonlet data``."""
+    parser = argparse.ArgumentParser(prog="moonlet")
+    add_data_parser(parser.add_subparsers(dest="command", required=True))
+    return run_data(parser.parse_args(argv))
