@@ -124,12 +124,12 @@ PROFILES["2025-04-14"] = _derive("2025-03-27", generation=GenerationDefaults(), 
 # Ours: the same architecture scaled down for CPU training on generated scenes. Its templates
 # come from its own tokenizer (moonlet.train.tokenizer_train) and are stored in its config.json.
 PROFILES["moonlet-nano"] = MoondreamConfig(
-    text=TextConfig(dim=256, ff_dim=1024, n_layers=6, n_heads=4, n_kv_heads=4, vocab_size=2048, max_context=512),
+    text=TextConfig(dim=192, ff_dim=768, n_layers=4, n_heads=3, n_kv_heads=3, vocab_size=2048, max_context=512),
     vision=VisionConfig(
-        enc_dim=192, enc_n_layers=6, enc_ff_dim=768, enc_n_heads=3, proj_out_dim=256, proj_inner_dim=768,
-        crop_size=168, crop_scheme="single",
+        enc_dim=128, enc_n_layers=4, enc_ff_dim=512, enc_n_heads=2, proj_out_dim=192, proj_inner_dim=512,
+        crop_size=140, crop_scheme="single",
     ),
-    region=RegionConfig(dim=256, inner_dim=512),
+    region=RegionConfig(dim=192, inner_dim=512),
     tokenizer=TokenizerConfig(),
     generation=GenerationDefaults(max_tokens=128, temperature=0.0, top_p=1.0),
     profile="moonlet-nano",
