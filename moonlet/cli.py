@@ -20,6 +20,7 @@ EXAMPLES = """examples:
   moonlet data generate --out scenes/ --count 1000 --seed 0
   moonlet train --data scenes/ --out runs/nano --profile moonlet-nano --steps 2000
   moonlet eval vqav2 --data data/vqav2 --limit 500 --batch-size 16
+  moonlet serve --model vikhyatk/moondream2 --port 2020
 """
 
 
@@ -91,6 +92,7 @@ DELEGATED = {
     "train": ("moonlet.train.cli", ("add_train_parser", "run_train")),
     "data": ("moonlet.data.cli", ("add_data_parser", "run_data")),
     "eval": ("moonlet.eval.cli", ("add_eval_parser", "run_eval")),
+    "serve": ("moonlet.server.cli", ("add_serve_parser", "run_serve")),
 }
 
 

@@ -48,7 +48,8 @@ def load_image(image: ImageInput) -> Image.Image:
             opened = Image.open(io.BytesIO(bytes(image)))
             opened.load()
         except Exception as exc:  # Pillow raises many types for bad data
-            raise ImageError(f"cannot decode image bytes: {exc}") from None
+            reason = "not a recognised image format" if "cannot identify" in str(exc) else str(exc)
+            raise ImageError(f"cannot decode image bytes: {reason}") from None
         return opened
     if isinstance(image, np.ndarray):
         return _image_from_array(image)

@@ -1,0 +1,152 @@
+"""OpenAI-compatible routes: POST /v1/chat/completions and GET /v1/models.
+
+Moondream answers one question about one image, so a chat becomes a query: the text of the
+last user message is the question and the most recent ``image_url`` part (a data URL) is the
+image. A last user message with an image and no text is captioned instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any, Optional, Union
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, StrictInt
+
+from .errors import ApiError
+from .inputs import decode_image
+from .textjobs import finish_text, job_events, prompt_builder, sampling_settings, sse, sse_response, start_text
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: Union[str, list[dict[str, Any]], None] = None
+
+
+class ChatBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    messages: list[ChatMessage]
+    model: Optional[str] = None
+    stream: bool = False
+    max_tokens: Optional[StrictInt] = None
+    max_completion_tokens: Optional[StrictInt] = None
+    temperature: Optional[float] = None
+    top_p: Optional[float] = None
+    seed: Optional[StrictInt] = None
+    n: Optional[StrictInt] = None
+    stream_options: Optional[dict[str, Any]] = None
+
+
+def split_messages(messages: list[ChatMessage]) -> tuple[str, Optional[str], str]:
+    """(question, image data URL or None, field path of the image) from a chat."""
+    users = [i for i, m in enumerate(messages) if m.role == "user"]
+    if not users:
+        raise ApiError(422, "messages: at least one user message is needed")
+    question = ""
+    image, image_field = None, "messages"
+    for index, message in enumerate(messages):
+        content = message.content
+        texts: list[str] = []
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            for part_index, part in enumerate(content):
+                where = f"messages.{index}.content.{part_index}"
+                kind = part.get("type")
+                if kind == "text":
+                    if not isinstance(part.get("text"), str):
+                        raise ApiError(422, f"{where}.text: expected a string")
+                    texts.append(part["text"])
+                elif kind == "image_url":
+                    url = part.get("image_url")
+                    url = url.get("url") if isinstance(url, dict) else url
+                    if not isinstance(url, str):
+                        raise ApiError(422, f"{where}.image_url.url: expected a data URL string")
+                    image, image_field = url, f"{where}.image_url.url"
+                else:
+                    raise ApiError(422, f"{where}.type: unsupported content part {kind!r}; use 'text' or 'image_url'")
+        if index == users[-1]:
+            question = "\n".join(t for t in texts if t.strip()).strip()
+    return question, image, image_field
+
+
+def build_router(state, dependencies) -> APIRouter:
+    router = APIRouter(dependencies=dependencies)
+
+    @router.get("/v1/models")
+    async def models():
+        entry = {"id": state.name, "object": "model", "created": int(state.started), "owned_by": "moonlet"}
+        return {"object": "list", "data": [entry]}
+
+    @router.post("/v1/chat/completions")
+    async def chat(body: ChatBody, request: Request):
+        if body.n not in (None, 1):
+            raise ApiError(422, "n: only n=1 is supported")
+        question, image_url, image_field = split_messages(body.messages)
+        if not question and image_url is None:
+            raise ApiError(422, "messages: the last user message has no text and no image")
+        limit = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+        raw = {"max_tokens": limit, "temperature": body.temperature, "top_p": body.top_p, "seed": body.seed}
+        settings = sampling_settings(state.model, {k: v for k, v in raw.items() if v is not None}, "")
+        fields = {"image": image_field, "text": "messages", "settings": "settings"}
+        if question:
+            prompt = prompt_builder(state.model, "messages", lambda p: p.query(question))
+        else:
+            prompt = prompt_builder(state.model, "messages", lambda p: p.caption("normal"))
+        image = None
+        if image_url is not None:
+            image = await asyncio.to_thread(decode_image, image_url, image_field)
+        job = await start_text(request, state.batcher, prompt, settings, image, body.stream, fields)
+        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        created = int(time.time())
+        head = {"id": completion_id, "created": created, "model": state.name}
+
+        def usage(figures) -> dict[str, int]:
+            return {
+                "prompt_tokens": figures.input_tokens,
+                "completion_tokens": figures.output_tokens,
+                "total_tokens": figures.input_tokens + figures.output_tokens,
+            }
+
+        if not body.stream:
+            result = await finish_text(job, fields, request)
+            return {
+                **head,
+                "object": "chat.completion",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": result.text},
+                        "finish_reason": result.finish_reason,
+                        "logprobs": None,
+                    }
+                ],
+                "usage": usage(result.figures),
+                "metrics": result.figures.as_dict(),
+            }
+
+        include_usage = bool((body.stream_options or {}).get("include_usage"))
+
+        def chunk(delta: dict, finish_reason=None, **extra) -> str:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+            return sse({**head, "object": "chat.completion.chunk", "choices": [choice], **extra})
+
+        async def events():
+            yield chunk({"role": "assistant", "content": ""})
+            async for kind, value in job_events(job):
+                if kind == "text":
+                    yield chunk({"content": value})
+                elif kind == "done":
+                    yield chunk({}, value.finish_reason, metrics=value.figures.as_dict())
+                    if include_usage:
+                        yield sse({**head, "object": "chat.completion.chunk", "choices": [], "usage": usage(value.figures)})
+                elif kind == "error":
+                    yield sse({"error": {"message": value, "type": "server_error", "param": None, "code": 500}})
+            yield sse("[DONE]")
+
+        return sse_response(events())
+
+    return router
