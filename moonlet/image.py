@@ -32,6 +32,23 @@ class ImageError(ValueError):
     """An input that cannot be read as an image."""
 
 
+DEFAULT_MAX_PIXELS = 64_000_000  # width × height; checked from the header, before decoding
+
+
+def max_pixels() -> int:
+    """The decompression-bomb limit: ``MOONLET_MAX_IMAGE_PIXELS`` or 64 million pixels."""
+    return int(os.environ.get("MOONLET_MAX_IMAGE_PIXELS", DEFAULT_MAX_PIXELS))
+
+
+def check_pixels(width: int, height: int) -> None:
+    limit = max_pixels()
+    if width * height > limit:
+        raise ImageError(
+            f"image is {width}x{height} = {width * height} pixels, over the limit of {limit} "
+            "(set MOONLET_MAX_IMAGE_PIXELS to raise it)"
+        )
+
+
 def load_image(image: ImageInput) -> Image.Image:
     """Open a PIL image, a path, encoded bytes or an (H, W[, C]) uint8 array."""
     if isinstance(image, Image.Image):
@@ -46,7 +63,10 @@ def load_image(image: ImageInput) -> Image.Image:
             raise ImageError("image bytes are empty")
         try:
             opened = Image.open(io.BytesIO(bytes(image)))
-            opened.load()
+            check_pixels(*opened.size)  # from the header: refuse bombs before decoding
+            opened.load()  # the first frame of an animation
+        except ImageError:
+            raise
         except Exception as exc:  # Pillow raises many types for bad data
             reason = "not a recognised image format" if "cannot identify" in str(exc) else str(exc)
             raise ImageError(f"cannot decode image bytes: {reason}") from None

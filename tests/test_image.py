@@ -146,3 +146,27 @@ def test_odd_sizes_work():
     for size in [(1, 1), (1, 4000), (4000, 1)]:
         crops = make_crops(Image.new("RGB", size), REAL)
         assert crops.pixels.shape[1:] == (378, 378, 3)
+
+
+def test_decompression_bomb_is_refused_before_decoding(monkeypatch):
+    monkeypatch.setenv("MOONLET_MAX_IMAGE_PIXELS", "10000")
+    buffer = io.BytesIO()
+    Image.new("L", (200, 100)).save(buffer, format="PNG")
+    with pytest.raises(ImageError, match="200x100 = 20000 pixels, over the limit of 10000"):
+        load_image(buffer.getvalue())
+
+
+def test_truncated_and_disguised_files():
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(buffer, format="JPEG")
+    with pytest.raises(ImageError):
+        load_image(buffer.getvalue()[:200])
+    with pytest.raises(ImageError, match="not a recognised image format"):
+        load_image(b"<svg xmlns='http://www.w3.org/2000/svg'><rect width='10' height='10'/></svg>")
+
+
+def test_animated_gif_gives_the_first_frame():
+    frames = [Image.new("RGB", (8, 8), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    assert np.asarray(to_rgb(load_image(buffer.getvalue())))[0, 0].tolist() == [255, 0, 0]
