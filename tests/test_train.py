@@ -139,3 +139,32 @@ def test_torchrun_two_processes_match_one(dataset, tokenizer, tmp_path):
     two = [json.loads(l)["loss"] for l in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
     assert len(one) == len(two) == 3
     assert two == pytest.approx(one, rel=1e-3)
+
+
+def test_soft_bin_targets_peak_at_the_target():
+    from moonlet.train.objective import soft_bin_targets
+
+    targets = soft_bin_targets(torch.tensor([0, 10, 63]), 64, sigma=2.0)
+    assert targets.shape == (3, 64)
+    assert torch.allclose(targets.sum(-1), torch.ones(3))
+    assert targets.argmax(-1).tolist() == [0, 10, 63]
+    assert targets[1, 9] == pytest.approx(targets[1, 11]) and targets[1, 9] < targets[1, 10]
+
+
+def test_region_weight_and_soft_labels_change_the_loss(dataset, tokenizer):
+    from moonlet.train.batch import pack
+    from moonlet.train.objective import LossWeights, losses
+    from moonlet.prompts import PromptBuilder
+    from moonlet.train.sequences import SequenceBuilder
+
+    model = tiny_model(tokenizer)
+    builder = SequenceBuilder(model.config, PromptBuilder(model.config.tokenizer, tokenizer))
+    rows = [r for r in iter_rows(dataset) if r.kind == "detect" and r.boxes][:1] + [r for r in iter_rows(dataset) if r.kind == "query"][:1]
+    crops = model.crops(rows[0].image)
+    batch = pack([(crops.normalized(), crops.tiling, [builder.from_row(r) for r in rows])], model.config.prefix_len)
+    with torch.no_grad():
+        plain = losses(model, batch)
+        weighted = losses(model, batch, LossWeights(region=5.0))
+        soft = losses(model, batch, LossWeights(bin_sigma=3.0))
+    assert weighted["lm"] == plain["lm"] and weighted["loss"] != plain["loss"]
+    assert soft["coord"] != plain["coord"] and soft["lm"] == plain["lm"]

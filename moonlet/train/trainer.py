@@ -23,7 +23,7 @@ from .batch import pack
 from .checkpoint import latest_checkpoint, load_training_state, save_training_state
 from .data import BatchOrder, ImageGroup, load_groups
 from .lora import add_lora, merge_lora
-from .objective import losses
+from .objective import LossWeights, losses
 from .sequences import SequenceBuilder
 
 MODES = ("full", "text", "region", "lora")
@@ -54,6 +54,8 @@ class TrainConfig:
     save_every: int = 500
     log_every: int = 10
     rows_per_image: int | None = None  # sample this many of an image's rows per step (default: all)
+    region_weight: float = 1.0  # weight of coordinate/size targets against token targets
+    bin_sigma: float = 0.0  # Gaussian soft labels for region bins, in bins (0: one-hot)
     progress: bool = True
 
     def validate(self) -> "TrainConfig":
@@ -109,12 +111,13 @@ def parameter_groups(model: MoondreamModel, config: TrainConfig) -> list[dict]:
 class TrainingModule(nn.Module):
     """Wraps the model so that DDP sees the whole loss computation as one forward()."""
 
-    def __init__(self, model: MoondreamModel):
+    def __init__(self, model: MoondreamModel, weights: LossWeights):
         super().__init__()
         self.model = model
+        self.weights = weights
 
     def forward(self, batch):
-        return losses(self.model, batch)
+        return losses(self.model, batch, self.weights)
 
 
 class Trainer:
@@ -132,7 +135,8 @@ class Trainer:
         self.device = model.device
         select_trainable(model, config)
         model.train()
-        self.module: nn.Module = TrainingModule(model)
+        self.weights = LossWeights(config.region_weight, config.bin_sigma)
+        self.module: nn.Module = TrainingModule(model, self.weights)
         if self.world > 1:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.module = nn.parallel.DistributedDataParallel(
@@ -223,7 +227,8 @@ class Trainer:
         for start in range(0, len(self.eval_groups), self.config.batch_size):
             items = [self._prepare(g) for g in self.eval_groups[start : start + self.config.batch_size]]
             with self.autocast:
-                total += float(losses(self.model, pack(items, self.model.config.prefix_len).to(self.device))["loss"]) * len(items)
+                batch = pack(items, self.model.config.prefix_len).to(self.device)
+                total += float(losses(self.model, batch, self.weights)["loss"]) * len(items)
         self.model.train()
         return total / len(self.eval_groups)
 
