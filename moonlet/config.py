@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
 GELU_KINDS = ("tanh", "exact")
-CROP_SCHEMES = ("overlap", "single")
+CROP_SCHEMES = ("overlap", "single", "grid")
 SIZE_BIN_KINDS = ("log", "linear")
 
 
@@ -77,9 +77,12 @@ class VisionConfig:
     overlap_margin: int = 4
     layer_norm_eps: float = 1e-5
     gelu: str = "tanh"
-    # "overlap": global crop + overlapping local tiles (2025); "single": one stretched crop (2024-03).
+    # "overlap": global crop + overlapping local tiles (2025); "single": one stretched crop (2024-03);
+    # "grid": global view + up to grid_max × grid_max non-overlapping tiles (2024-05 … 2024-08).
     crop_scheme: str = "overlap"
     resample: str = "lanczos"
+    grid_max: int = 2
+    grid_min_side: int = 512  # images whose longer side is below this get a single tile
 
     @property
     def grid_size(self) -> int:
@@ -100,8 +103,8 @@ class VisionConfig:
 
     @property
     def proj_in_dim(self) -> int:
-        """Global features, plus pooled local features under the overlap scheme."""
-        return self.enc_dim * (2 if self.crop_scheme == "overlap" else 1)
+        """Global features, plus pooled local features when the scheme has tiles."""
+        return self.enc_dim * (1 if self.crop_scheme == "single" else 2)
 
     def validate(self) -> None:
         if self.crop_size % self.enc_patch_size:

@@ -16,6 +16,7 @@ from typing import Union
 import numpy as np
 import torch
 from PIL import Image, ImageOps
+from torch.nn import functional as F
 
 from .config import VisionConfig
 
@@ -111,17 +112,32 @@ def to_rgb(image: Image.Image, apply_exif: bool = True) -> Image.Image:
     return image.convert("RGB")
 
 
+def normalize(pixels: np.ndarray) -> torch.Tensor:
+    """(n, H, W, 3) uint8 → (n, 3, H, W) float32 in [-1, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float()
+    return (x / 255.0 - 0.5) / 0.5
+
+
 @dataclass(frozen=True)
 class Crops:
-    """The crops of one image: (n, crop, crop, 3) uint8, global crop first, then tiles row-major."""
+    """The crops of one image: (n, crop, crop, 3) uint8, global crop first, then tiles row-major.
+
+    Under the "grid" scheme the global crop is not stored: it is the whole resized image
+    (``full``), downscaled after normalisation, as that revision did.
+    """
 
     pixels: np.ndarray
     tiling: tuple[int, int]  # (rows, cols) of local tiles; (0, 0) when the scheme has none
+    full: np.ndarray | None = None
 
     def normalized(self) -> torch.Tensor:
         """(n, 3, crop, crop) float32 in [-1, 1]."""
-        x = torch.from_numpy(self.pixels).permute(0, 3, 1, 2).float()
-        return (x / 255.0 - 0.5) / 0.5
+        crops = normalize(self.pixels)
+        if self.full is None:
+            return crops
+        size = crops.shape[-2:]
+        global_view = F.interpolate(normalize(self.full[None]), size=size, mode="bilinear", align_corners=False)
+        return torch.cat((global_view, crops))
 
 
 def select_tiling(height: int, width: int, window: int, max_crops: int) -> tuple[int, int]:
@@ -167,7 +183,34 @@ def single_crop(image: Image.Image, config: VisionConfig) -> Crops:
     return Crops(np.array(image.resize(size, RESAMPLE_FILTERS[config.resample]))[None], (0, 0))
 
 
-CROP_FUNCTIONS = {"overlap": overlap_crops, "single": single_crop}
+def select_grid(width: int, height: int, config: VisionConfig) -> tuple[int, int]:
+    """(rows, cols) of whole crops for the "grid" scheme.
+
+    Among 1..grid_max tiles per side, the shape closest in aspect ratio wins; ties go to the
+    smaller |h − W| + |w − H| (height compared with width: the quirk of the 2024 code).
+    """
+    if max(width, height) < config.grid_min_side:
+        return 1, 1
+    crop = config.crop_size
+    shapes = [(r, c) for r in range(1, config.grid_max + 1) for c in range(1, config.grid_max + 1)]
+
+    def cost(shape):
+        h, w = shape[0] * crop, shape[1] * crop
+        return abs(w / h - width / height), abs(h - width) + abs(w - height)
+
+    return min(shapes, key=cost)
+
+
+def grid_crops(image: Image.Image, config: VisionConfig) -> Crops:
+    """Resize to rows × cols whole crops; tiles are the crops, the global view is the whole."""
+    rows, cols = select_grid(image.width, image.height, config)
+    crop = config.crop_size
+    full = np.array(image.resize((cols * crop, rows * crop), RESAMPLE_FILTERS[config.resample]))
+    tiles = [full[i * crop : (i + 1) * crop, j * crop : (j + 1) * crop] for i in range(rows) for j in range(cols)]
+    return Crops(np.stack(tiles), (rows, cols), full=full)
+
+
+CROP_FUNCTIONS = {"overlap": overlap_crops, "single": single_crop, "grid": grid_crops}
 
 
 def make_crops(image: ImageInput, config: VisionConfig) -> Crops:
@@ -197,6 +240,12 @@ def reconstruct_from_crops(tiles: torch.Tensor, tiling: tuple[int, int], margin:
             x1 = grid if tx == cols - 1 else grid - margin
             out[ty * step + y0 : ty * step + y1, tx * step + x0 : tx * step + x1] = tile[y0:y1, x0:x1]
     return out
+
+
+def resize_to_grid(features: torch.Tensor, grid: int) -> torch.Tensor:
+    """(H, W, C) → (grid, grid, C) by bilinear interpolation (the 2024 revisions' rule)."""
+    resized = F.interpolate(features.permute(2, 0, 1)[None], size=(grid, grid), mode="bilinear", align_corners=False)
+    return resized[0].permute(1, 2, 0)
 
 
 def pool_to_grid(features: torch.Tensor, grid: int) -> torch.Tensor:

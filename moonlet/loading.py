@@ -149,7 +149,9 @@ def build_model(
     with torch.device("meta"):
         model = MoondreamModel(config)
     expected = {name: p.shape for name, p in model.named_parameters()}
-    state = read_checkpoint(weights, expected, device=device, dtype=dtype)
+    # a revision without a region model ignores region tensors its checkpoint may carry
+    skip = () if config.region.enabled else ("region_model.", "model.region.")
+    state = read_checkpoint(weights, expected, device=device, dtype=dtype, skip_prefixes=skip)
     model.load_state_dict(state, strict=True, assign=True)
     model.text.init_buffers(device)
     return model.eval().requires_grad_(False)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .config import MoondreamConfig
-from .image import Crops, ImageInput, make_crops, pool_to_grid, reconstruct_from_crops
+from .image import Crops, ImageInput, make_crops, pool_to_grid, reconstruct_from_crops, resize_to_grid
 from .kv_cache import KVCache
 from .region import RegionModel
 from .text import TextDecoder, attention_mask
@@ -60,8 +60,14 @@ class MoondreamModel(nn.Module):
             return self.vision.proj_mlp(features[0])
         grid = vision.grid_size
         tiles = features[1:].view(-1, grid, grid, vision.enc_dim)
-        stitched = reconstruct_from_crops(tiles, tiling, vision.overlap_margin)
-        local = pool_to_grid(stitched, grid).reshape(grid * grid, vision.enc_dim)
+        if vision.crop_scheme == "grid":  # whole tiles side by side, resized bilinearly
+            rows, cols = tiling
+            stitched = tiles.view(rows, cols, grid, grid, -1).permute(0, 2, 1, 3, 4).reshape(rows * grid, cols * grid, -1)
+            local = resize_to_grid(stitched, grid)
+        else:  # overlapping tiles: margins dropped, then adaptive average pooling
+            stitched = reconstruct_from_crops(tiles, tiling, vision.overlap_margin)
+            local = pool_to_grid(stitched, grid)
+        local = local.reshape(grid * grid, vision.enc_dim)
         return self.vision.proj_mlp(torch.cat((features[0], local), dim=-1))
 
     # --- text -----------------------------------------------------------------------------

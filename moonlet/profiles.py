@@ -136,8 +136,18 @@ PROFILES["moonlet-nano"] = MoondreamConfig(
     dtype="float16",
 )
 
+PROFILES["2024-05-20"] = _derive(  # also 07-23 and 08-26: global view + up to 2×2 whole tiles
+    "2024-04-02",
+    vision=replace(PROFILES["2024-04-02"].vision, crop_scheme="grid"),
+    profile="2024-05-20",
+)
+
 # Hub revisions that share a profile.
-REVISION_PROFILES = {name: name for name in PROFILES} | {"2024-05-08": "2024-04-02"}
+REVISION_PROFILES = {name: name for name in PROFILES} | {
+    "2024-05-08": "2024-04-02",
+    "2024-07-23": "2024-05-20",
+    "2024-08-26": "2024-05-20",
+}
 
 
 def profile_for_revision(revision: str | None) -> str | None:

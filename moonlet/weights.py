@@ -104,8 +104,12 @@ def read_checkpoint(
     expected: Mapping[str, torch.Size],
     device: torch.device | str = "cpu",
     dtype: torch.dtype | None = None,
+    skip_prefixes: tuple[str, ...] = (),
 ) -> dict[str, torch.Tensor]:
     """Read tensors into our names, checked against ``expected`` shapes (strict).
+
+    Tensors whose checkpoint name starts with one of ``skip_prefixes`` belong to a part the
+    config leaves out (the unused early region model of 2024-08-26) and are not read.
 
     Each tensor is read from the memory-mapped file and converted to ``device``/``dtype`` before
     the next is read, so at most one extra tensor exists besides the result.
@@ -121,6 +125,8 @@ def read_checkpoint(
             raise WeightsError(f"{file}: not a readable safetensors file ({exc})") from None
         with handle:
             for name in handle.keys():
+                if name.startswith(skip_prefixes):
+                    continue
                 mapped = target_name(name)
                 if mapped is None or mapped[0] not in expected:
                     unexpected.append(name)
