@@ -183,6 +183,19 @@ class Moondream:
         ]
         return [{"answer": self._finish_text(prompts.tokenizer.decode(ids))} for ids in self.engine.generate(requests)]
 
+    def batch_caption(
+        self, images: Sequence[ImageInput | EncodedImage], length: str = "normal", settings=None, tokenizer=None
+    ) -> list[dict[str, str]]:
+        """Caption several images decoded together in one batch."""
+        if length not in CAPTION_LENGTHS:
+            raise ValueError(f"unknown caption length {length!r}; use one of {', '.join(CAPTION_LENGTHS)}")
+        prompts = self._prompts(tokenizer)
+        sampling = self._settings(settings)
+        requests = [
+            self._text_request(self.encode_image(img), prompts.caption(length), sampling, prompts=prompts) for img in images
+        ]
+        return [{"caption": self._finish_text(prompts.tokenizer.decode(ids))} for ids in self.engine.generate(requests)]
+
     # --- the seed article's form ------------------------------------------------------------
 
     def answer_question(

@@ -14,7 +14,10 @@ from pathlib import Path
 EXAMPLES = """examples:
   moonlet query examples/scene.png "What shapes are there?"
   moonlet caption photo.jpg --length short
-  moonlet detect photo.jpg face --json
+  moonlet detect photo.jpg face --json --out faces.png
+  moonlet batch photos/ --out captions.jsonl --length short
+  moonlet batch 'photos/*.jpg' --out answers.jsonl --question "How many people?"
+  moonlet download vikhyatk/moondream2 --revision 2025-06-21
   moonlet query - "What is this?" < photo.jpg
   moonlet info --model vikhyatk/moondream2 --revision 2025-06-21
   moonlet data generate --out scenes/ --count 1000 --seed 0
@@ -76,11 +79,25 @@ def build_parser() -> argparse.ArgumentParser:
         _image_arg(p)
         p.add_argument("object")
         p.add_argument("--max-objects", type=int)
+        p.add_argument("--out", help="also write the image with the results drawn on it (PNG)")
         p.add_argument("--json", action="store_true", help="print the result as JSON")
         _model_args(p)
 
     p = sub.add_parser("info", help="model, profile, parameters, device")
     _model_args(p)
+
+    p = sub.add_parser("batch", help="caption or query every image of a folder or glob (JSONL, resumable)")
+    p.add_argument("source", help="a folder (searched recursively) or a glob such as 'photos/*.jpg'")
+    p.add_argument("--out", required=True, help="JSONL file; a rerun skips the images already in it")
+    p.add_argument("--question", help="ask this question of every image (default: caption them)")
+    p.add_argument("--length", default="normal", choices=["short", "normal", "long"])
+    p.add_argument("--batch-size", type=int, default=8, help="images decoded together (default 8)")
+    p.add_argument("--max-tokens", type=int)
+    _model_args(p)
+
+    p = sub.add_parser("download", help="fetch a model's safetensors and JSON files into the Hugging Face cache")
+    p.add_argument("model", help="hub id, e.g. vikhyatk/moondream2")
+    p.add_argument("--revision", help="tag, branch or commit (default: the newest supported revision)")
 
     for module, (adder, _) in DELEGATED.values():
         getattr(importlib.import_module(module), adder)(sub)
@@ -117,6 +134,12 @@ def run(args: argparse.Namespace) -> int:
     if args.command in DELEGATED:
         module, (_, runner) = DELEGATED[args.command]
         return getattr(importlib.import_module(module), runner)(args)
+    if args.command == "download":
+        from .loading import resolve_hub
+
+        resolved = resolve_hub(args.model, args.revision)  # huggingface_hub shows its progress bars
+        print(resolved.weights[0].parent)
+        return 0
     model = moonlet.load(args.model, revision=args.revision, device=args.device, dtype=args.dtype)
     if args.command == "info":
         info = {
@@ -125,9 +148,15 @@ def run(args: argparse.Namespace) -> int:
             "parameters": model.model.num_parameters(),
             "device": str(model.model.device),
             "dtype": str(model.model.dtype).removeprefix("torch."),
+            "weights_bytes": sum(p.numel() * p.element_size() for p in model.model.parameters()),
+            "peak_rss_bytes": _peak_rss(),
         }
         print(json.dumps(info, indent=1))
         return 0
+    if args.command == "batch":
+        from .cli_batch import run_batch
+
+        return run_batch(model, args)
     image = _read_image(args.image)
     if args.command == "caption":
         _print_text(model.caption(image, args.length, args.stream, _sampling_settings(args)), "caption", args.stream, args.json)
@@ -139,7 +168,34 @@ def run(args: argparse.Namespace) -> int:
         key = "objects" if args.command == "detect" else "points"
         result = call(image, args.object, settings=settings)
         print(json.dumps(result) if args.json else "\n".join(json.dumps(r) for r in result[key]))
+        if args.out:
+            draw_results(image, result, args.out)
     return 0
+
+
+def _peak_rss() -> int | None:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def draw_results(image, result: dict, out: str) -> None:
+    """Save the image with boxes (detect) or dots (point) drawn in normalised coordinates."""
+    from PIL import ImageDraw
+
+    from .image import load_image, to_rgb
+
+    canvas = to_rgb(load_image(image)).copy()
+    draw = ImageDraw.Draw(canvas)
+    width, height = canvas.size
+    line = max(2, round(min(width, height) / 150))
+    for box in result.get("objects", []):
+        xy = (box["x_min"] * width, box["y_min"] * height, box["x_max"] * width, box["y_max"] * height)
+        draw.rectangle(xy, outline=(255, 40, 90), width=line)
+    for point in result.get("points", []):
+        x, y, r = point["x"] * width, point["y"] * height, 2 * line
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=(255, 40, 90), outline=(255, 255, 255))
+    canvas.save(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return run(args)
-    except (ImageError, ModelNotFoundError, ConfigError, WeightsError, PromptError, SettingsError) as exc:
+    except (ImageError, ModelNotFoundError, ConfigError, WeightsError, PromptError, SettingsError, FileNotFoundError) as exc:
         print(f"moonlet: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
