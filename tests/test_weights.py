@@ -136,3 +136,14 @@ def test_save_and_reload_roundtrip(tmp_path, golden_dir):
     assert again.config == model.config
     for (name, a), (_, b) in zip(model.model.state_dict().items(), again.model.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("revision", ["../../etc", "main/../x", "a b"])
+def test_revisions_that_could_escape_the_cache_are_refused(revision):
+    with pytest.raises(ValueError, match="invalid revision"):
+        moonlet.load("vikhyatk/moondream2", revision=revision, device="cpu")
+
+
+def test_names_that_are_neither_paths_nor_hub_ids_are_refused():
+    with pytest.raises(ModelNotFoundError, match="not a hub id"):
+        moonlet.load("../../../no/such/thing", device="cpu")
