@@ -11,7 +11,7 @@ from .engine import Engine, EncodedImage, TextRequest
 from .image import ImageInput, load_image, make_crops, to_rgb
 from .model import MoondreamModel
 from .prefix_cache import PrefixCache, pixel_key
-from .prompts import CAPTION_LENGTHS, PromptBuilder
+from .prompts import PromptBuilder
 from .sampling import SamplingSettings, SettingsError
 from .streaming import TextStreamer
 from .tokenizer import Tokenizer
@@ -125,9 +125,7 @@ class Moondream:
     def caption(
         self, image: ImageInput | EncodedImage, length: str = "normal", stream: bool = False, settings=None, tokenizer=None
     ) -> dict[str, Any]:
-        if length not in CAPTION_LENGTHS:
-            raise ValueError(f"unknown caption length {length!r}; use one of {', '.join(CAPTION_LENGTHS)}")
-        prompts = self._prompts(tokenizer)
+        prompts = self._prompts(tokenizer)  # its caption() rejects unknown lengths
         request = self._text_request(
             self.encode_image(image), prompts.caption(length), self._settings(settings), stream, prompts
         )
@@ -177,24 +175,22 @@ class Moondream:
     ) -> list[dict[str, str]]:
         """Answer several (image, question) pairs decoded together in one batch."""
         prompts = self._prompts(tokenizer)
-        sampling = self._settings(settings)
-        requests = [
-            self._text_request(self.encode_image(img), prompts.query(q), sampling, prompts=prompts) for img, q in items
-        ]
-        return [{"answer": self._finish_text(prompts.tokenizer.decode(ids))} for ids in self.engine.generate(requests)]
+        texts = self._batch_text([(img, prompts.query(q)) for img, q in items], settings, prompts)
+        return [{"answer": text} for text in texts]
 
     def batch_caption(
         self, images: Sequence[ImageInput | EncodedImage], length: str = "normal", settings=None, tokenizer=None
     ) -> list[dict[str, str]]:
         """Caption several images decoded together in one batch."""
-        if length not in CAPTION_LENGTHS:
-            raise ValueError(f"unknown caption length {length!r}; use one of {', '.join(CAPTION_LENGTHS)}")
         prompts = self._prompts(tokenizer)
+        texts = self._batch_text([(img, prompts.caption(length)) for img in images], settings, prompts)
+        return [{"caption": text} for text in texts]
+
+    def _batch_text(self, items: Sequence[tuple[Any, list[int]]], settings, prompts: PromptBuilder) -> list[str]:
+        """(image, prompt ids) pairs decoded together; one finished text per pair."""
         sampling = self._settings(settings)
-        requests = [
-            self._text_request(self.encode_image(img), prompts.caption(length), sampling, prompts=prompts) for img in images
-        ]
-        return [{"caption": self._finish_text(prompts.tokenizer.decode(ids))} for ids in self.engine.generate(requests)]
+        requests = [self._text_request(self.encode_image(img), prompt, sampling, prompts=prompts) for img, prompt in items]
+        return [self._finish_text(prompts.tokenizer.decode(ids)) for ids in self.engine.generate(requests)]
 
     # --- the seed article's form ------------------------------------------------------------
 

@@ -84,7 +84,7 @@ class Engine:
             self.cache = KVCache.allocate(self.model.config.text, count, self.model.device, self.model.dtype)
         return self.cache
 
-    def check_fits(self, prefix_length: int, prompt_length: int, max_tokens: int = 0) -> None:
+    def check_fits(self, prefix_length: int, prompt_length: int) -> None:
         if prompt_length < 1:
             raise ValueError("the prompt is empty")
         limit = self.context - prefix_length
