@@ -33,6 +33,18 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def app_options(args: argparse.Namespace) -> dict:
+    """``create_app`` keyword arguments (key, limits, name) from parsed ``serve`` arguments."""
+    return dict(
+        api_key=args.api_key or os.environ.get("MOONLET_API_KEY") or None,
+        max_batch=args.max_batch,
+        max_queue=args.max_queue,
+        batch_window_ms=args.batch_window_ms,
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        name=args.name,
+    )
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Load the model and serve until interrupted. 0 on a clean stop, 1 on failure, 2 on bad usage."""
     try:
@@ -48,19 +60,10 @@ def run_serve(args: argparse.Namespace) -> int:
         if value < (0 if flag == "--port" else 1):
             print(f"moonlet: error: {flag} must be positive, got {value}", file=sys.stderr)
             return 2
-    api_key = args.api_key or os.environ.get("MOONLET_API_KEY") or None
-    if args.host not in LOOPBACK and not api_key:
+    if args.host not in LOOPBACK and not app_options(args)["api_key"]:
         print(f"moonlet: warning: serving on {args.host} without an API key (set --api-key or MOONLET_API_KEY)", file=sys.stderr)
     model = moonlet.load(args.model, revision=args.revision, device=args.device, dtype=args.dtype)
-    app = create_app(
-        model,
-        api_key=api_key,
-        max_batch=args.max_batch,
-        max_queue=args.max_queue,
-        batch_window_ms=args.batch_window_ms,
-        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
-        name=args.name,
-    )
+    app = create_app(model, **app_options(args))
     shown = f"[{args.host}]" if ":" in args.host else args.host
     root = f"http://{shown}:{args.port}"
     print(f"moonlet: serving {app.state.moonlet.name} on {root}/ (moondream endpoint {root}/v1)", file=sys.stderr)
