@@ -90,7 +90,12 @@ class Moondream:
     def _settings(self, settings: Mapping[str, Any] | None) -> SamplingSettings:
         if settings is not None and not isinstance(settings, Mapping):
             raise SettingsError(f"settings must be a dict, got {type(settings).__name__}")
-        return SamplingSettings.from_settings(self.config.generation, settings)
+        chosen = SamplingSettings.from_settings(self.config.generation, settings)
+        if chosen.max_tokens > self.engine.context:
+            raise SettingsError(
+                f"max_tokens must be at most {self.engine.context} (the model's context), got {chosen.max_tokens}"
+            )
+        return chosen
 
     def _text_request(
         self, prefix: EncodedImage, prompt: list[int], settings: SamplingSettings, stream: bool = False, prompts=None
@@ -163,8 +168,10 @@ class Moondream:
         if settings:
             self._settings({k: v for k, v in settings.items() if k != "max_objects"})
             max_objects = settings.get("max_objects", max_objects)
-            if not isinstance(max_objects, int) or isinstance(max_objects, bool) or max_objects < 1:
-                raise SettingsError(f"max_objects must be a positive integer, got {max_objects!r}")
+            if not isinstance(max_objects, int) or isinstance(max_objects, bool) or not 1 <= max_objects <= self.engine.context:
+                raise SettingsError(
+                    f"max_objects must be an integer from 1 to {self.engine.context} (the model's context), got {max_objects!r}"
+                )
         prefix = self.encode_image(image)
         return self.engine.locate(prefix, prompt, with_size, max_objects, self.config.tokenizer.eos_id)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from .config import TokenizerConfig
 from .tokenizer import Tokenizer
 
@@ -72,4 +74,9 @@ def _require_text(value: object, name: str) -> str:
         raise PromptError(f"{name} must be a string, got {type(value).__name__}")
     if not value.strip():
         raise PromptError(f"{name} is empty")
+    for char in value:
+        # Control characters (other than tab and newlines) and lone surrogates cannot be tokenised
+        # meaningfully (a surrogate cannot even be encoded as UTF-8).
+        if unicodedata.category(char) in ("Cc", "Cs") and char not in "\t\n\r":
+            raise PromptError(f"{name} contains the control character U+{ord(char):04X}; remove it")
     return value

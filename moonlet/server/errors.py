@@ -87,7 +87,8 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
             parts.append(f"invalid JSON body: {error.get('ctx', {}).get('error', error.get('msg'))}")
             continue
         field = ".".join(location) or "body"
-        parts.append(f"{field}: {error.get('msg', 'invalid value')}")
+        message = "unknown field" if error.get("type") == "extra_forbidden" else error.get("msg", "invalid value")
+        parts.append(f"{field}: {message}")
     return status, "; ".join(parts) or "invalid request"
 
 

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from PIL import Image
+from pydantic import BaseModel, ConfigDict
 
 from ..image import ImageError, load_image
 from .errors import ApiError
@@ -53,6 +54,19 @@ def decode_image(value: str, field: str) -> Image.Image:
     if image.width * image.height > MAX_PIXELS:
         raise ApiError(413, f"{field}: image is {image.width}x{image.height}; at most {MAX_PIXELS} pixels are accepted")
     return image
+
+
+class StrictBody(BaseModel):
+    """A request body that refuses fields it does not declare (422 naming the field)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def refuse_unsupported(body: BaseModel, names: tuple[str, ...], prefix: str = "") -> None:
+    """422 for protocol fields this server declares but does not implement, when a client sets them."""
+    for name in names:
+        if getattr(body, name, None) not in (None, False, 0, "", [], {}):
+            raise ApiError(422, f"{prefix}{name}: not supported by this server")
 
 
 def served_name(model) -> str:

@@ -13,35 +13,39 @@ import uuid
 from typing import Any, Literal, Optional
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict
 
 from .errors import model_error
-from .inputs import decode_image
+from .inputs import StrictBody, decode_image, refuse_unsupported
 from .metrics import ARRIVED
 from .textjobs import finish_text, job_events, prompt_builder, sampling_settings, sse, sse_response, start_text
 
 
-class CaptionBody(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class MoondreamBody(StrictBody):
+    """Fields every route takes; the official client sends ``model`` when one is chosen."""
+
+    model: Optional[str] = None
+    settings: Optional[dict[str, Any]] = None
+
+
+class CaptionBody(MoondreamBody):
     image_url: str
     length: Literal["short", "normal", "long"] = "normal"
     stream: bool = False
-    settings: Optional[dict[str, Any]] = None
 
 
-class QueryBody(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class QueryBody(MoondreamBody):
     question: str
     image_url: Optional[str] = None
     stream: bool = False
-    settings: Optional[dict[str, Any]] = None
+    reasoning: Optional[bool] = None  # moondream 3 only
+    spatial_refs: Optional[list[Any]] = None  # moondream 3 only
 
 
-class LocateBody(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class LocateBody(MoondreamBody):
     image_url: str
     object: str
-    settings: Optional[dict[str, Any]] = None
+    stream: bool = False  # sent by the client's detect; results come whole
+    spatial_refs: Optional[list[Any]] = None  # moondream 3 only
 
 
 def build_router(state, dependencies) -> APIRouter:
@@ -82,6 +86,7 @@ def build_router(state, dependencies) -> APIRouter:
     @router.post("/v1/query")
     async def query(body: QueryBody, request: Request):
         fields = {"image": "image_url", "text": "question", "settings": "settings"}
+        refuse_unsupported(body, ("reasoning", "spatial_refs"))
         prompt = prompt_builder(state.model, "question", lambda p: p.query(body.question))
         image = None
         if body.image_url is not None:
@@ -89,6 +94,7 @@ def build_router(state, dependencies) -> APIRouter:
         return await text_reply(request, "answer", prompt, body, image, fields)
 
     async def locate(request: Request, body: LocateBody, skill: str, key: str):
+        refuse_unsupported(body, ("stream", "spatial_refs"))
         created = request.scope.get(ARRIVED, time.perf_counter())
         image = await asyncio.to_thread(decode_image, body.image_url, "image_url")
         settings = body.settings

@@ -12,36 +12,51 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict
 
 from .. import __version__
 from .errors import ApiError
-from .inputs import decode_image
+from .inputs import StrictBody, decode_image, refuse_unsupported
 from .textjobs import finish_text, job_events, ndjson, ndjson_response, prompt_builder, sampling_settings, start_text
 
 
-class GenerateBody(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class OllamaBody(StrictBody):
+    """Fields both routes take. ``keep_alive`` is accepted and ignored (the model stays loaded);
+    ``format``, ``think`` and ``tools`` are refused when set."""
+
     model: Optional[str] = None
-    prompt: str = ""
-    images: Optional[list[str]] = None
     stream: bool = True
     options: Optional[dict[str, Any]] = None
+    keep_alive: Any = None
+    format: Any = None
+    think: Any = None
+    tools: Optional[list[Any]] = None
 
 
-class OllamaMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+UNSUPPORTED = ("format", "think", "tools")
+GENERATE_UNSUPPORTED = (*UNSUPPORTED, "system", "template", "suffix", "context", "raw")
+
+
+class GenerateBody(OllamaBody):
+    prompt: str = ""
+    images: Optional[list[str]] = None
+    system: Optional[str] = None
+    template: Optional[str] = None
+    suffix: Optional[str] = None
+    context: Optional[list[int]] = None
+    raw: Optional[bool] = None
+
+
+class OllamaMessage(StrictBody):
     role: str
     content: Optional[str] = None
     images: Optional[list[str]] = None
+    thinking: Optional[str] = None
+    tool_calls: Optional[list[Any]] = None
+    tool_name: Optional[str] = None
 
 
-class ChatBody(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class ChatBody(OllamaBody):
     messages: list[OllamaMessage]
-    model: Optional[str] = None
-    stream: bool = True
-    options: Optional[dict[str, Any]] = None
 
 
 def now_rfc3339() -> str:
@@ -142,6 +157,7 @@ def build_router(state, dependencies) -> APIRouter:
 
     @router.post("/api/generate")
     async def generate(body: GenerateBody, request: Request):
+        refuse_unsupported(body, GENERATE_UNSUPPORTED)
         return await run(request, body, body.prompt, "prompt", body.images, "images", lambda piece: {"response": piece})
 
     @router.post("/api/chat")
@@ -149,6 +165,9 @@ def build_router(state, dependencies) -> APIRouter:
         def shape(piece: str) -> dict:
             return {"message": {"role": "assistant", "content": piece}}
 
+        refuse_unsupported(body, UNSUPPORTED)
+        for index, message in enumerate(body.messages):
+            refuse_unsupported(message, ("tool_calls", "tool_name"), f"messages.{index}.")
         if not body.messages:  # Ollama's way to load a model
             return await run(request, body, "", "messages", None, "messages", shape)
         users = [i for i, m in enumerate(body.messages) if m.role == "user"]

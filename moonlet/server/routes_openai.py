@@ -13,21 +13,29 @@ import uuid
 from typing import Any, Optional, Union
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, StrictInt
+from pydantic import StrictInt
 
 from .errors import ApiError
-from .inputs import decode_image
+from .inputs import StrictBody, decode_image, refuse_unsupported
 from .textjobs import finish_text, job_events, prompt_builder, sampling_settings, sse, sse_response, start_text
 
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class ChatMessage(StrictBody):
     role: str
     content: Union[str, list[dict[str, Any]], None] = None
+    name: Optional[str] = None
+    tool_calls: Optional[list[Any]] = None
+    tool_call_id: Optional[str] = None
 
 
-class ChatBody(BaseModel):
-    model_config = ConfigDict(extra="allow")
+# Chat-completions fields this server knows but does not implement: refused when set.
+UNSUPPORTED = (
+    "tools", "tool_choice", "functions", "function_call", "logprobs", "top_logprobs", "logit_bias",
+    "stop", "frequency_penalty", "presence_penalty", "reasoning", "reasoning_effort",
+)
+
+
+class ChatBody(StrictBody):
     messages: list[ChatMessage]
     model: Optional[str] = None
     stream: bool = False
@@ -38,6 +46,22 @@ class ChatBody(BaseModel):
     seed: Optional[StrictInt] = None
     n: Optional[StrictInt] = None
     stream_options: Optional[dict[str, Any]] = None
+    user: Optional[str] = None  # accepted and ignored, as are metadata and store
+    metadata: Optional[dict[str, Any]] = None
+    store: Optional[bool] = None
+    tools: Optional[list[Any]] = None
+    tool_choice: Any = None
+    functions: Optional[list[Any]] = None
+    function_call: Any = None
+    logprobs: Optional[bool] = None
+    top_logprobs: Optional[int] = None
+    logit_bias: Optional[dict[str, Any]] = None
+    response_format: Optional[dict[str, Any]] = None
+    stop: Union[str, list[str], None] = None
+    frequency_penalty: Optional[float] = None
+    presence_penalty: Optional[float] = None
+    reasoning: Optional[bool] = None  # the moondream client's chat sends it
+    reasoning_effort: Optional[str] = None
 
 
 def split_messages(messages: list[ChatMessage]) -> tuple[str, Optional[str], str]:
@@ -85,6 +109,11 @@ def build_router(state, dependencies) -> APIRouter:
     async def chat(body: ChatBody, request: Request):
         if body.n not in (None, 1):
             raise ApiError(422, "n: only n=1 is supported")
+        refuse_unsupported(body, UNSUPPORTED)
+        if body.response_format not in (None, {"type": "text"}):
+            raise ApiError(422, "response_format: only plain text replies are supported")
+        for index, message in enumerate(body.messages):
+            refuse_unsupported(message, ("tool_calls", "tool_call_id"), f"messages.{index}.")
         question, image_url, image_field = split_messages(body.messages)
         if not question and image_url is None:
             raise ApiError(422, "messages: the last user message has no text and no image")
