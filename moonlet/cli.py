@@ -17,6 +17,7 @@ EXAMPLES = """examples:
   moonlet detect photo.jpg face --json --out faces.png
   moonlet batch photos/ --out captions.jsonl --length short
   moonlet batch 'photos/*.jpg' --out answers.jsonl --question "How many people?"
+  moonlet batch s3://bucket/photos/ --out captions/ --ray auto --workers 4
   moonlet download vikhyatk/moondream2 --revision 2025-06-21
   moonlet query - "What is this?" < photo.jpg
   moonlet info --model vikhyatk/moondream2 --revision 2025-06-21
@@ -86,13 +87,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="model, profile, parameters, device")
     _model_args(p)
 
-    p = sub.add_parser("batch", help="caption or query every image of a folder or glob (JSONL, resumable)")
-    p.add_argument("source", help="a folder (searched recursively) or a glob such as 'photos/*.jpg'")
-    p.add_argument("--out", required=True, help="JSONL file; a rerun skips the images already in it")
-    p.add_argument("--question", help="ask this question of every image (default: caption them)")
+    p = sub.add_parser("batch", help="caption, query, detect or point every image of a folder, glob or manifest (resumable)")
+    p.add_argument("source", help="a folder (searched recursively), a glob such as 'photos/*.jpg', or a JSONL/parquet "
+                   "manifest with an image path column and optional question/object columns; local or a URI (s3://…)")
+    p.add_argument("--out", required=True, help="JSONL file (with --ray: a folder of shards); a rerun skips the images already in it")
+    task = p.add_mutually_exclusive_group()
+    task.add_argument("--question", help="ask this question of every image (default: caption them)")
+    task.add_argument("--detect", metavar="OBJECT", help="detect this object in every image")
+    task.add_argument("--point", metavar="OBJECT", help="point at this object in every image")
     p.add_argument("--length", default="normal", choices=["short", "normal", "long"])
     p.add_argument("--batch-size", type=int, default=8, help="images decoded together (default 8)")
     p.add_argument("--max-tokens", type=int)
+    p.add_argument("--max-objects", type=int)
+    p.add_argument("--image-column", default="image", help="a manifest's image path column (default: image)")
+    p.add_argument("--key-column", help="a manifest's unique key column (default: the image path)")
+    from .scale.cli import add_ray_batch_args
+
+    add_ray_batch_args(p)
     _model_args(p)
 
     p = sub.add_parser("download", help="fetch a model's safetensors and JSON files into the Hugging Face cache")
@@ -141,6 +152,10 @@ def run(args: argparse.Namespace) -> int:
         resolved = resolve_hub(args.model, args.revision)  # huggingface_hub shows its progress bars
         print(resolved.weights[0].parent)
         return 0
+    if args.command == "batch" and args.ray:
+        from .scale.cli import run_ray_batch
+
+        return run_ray_batch(args)  # each worker loads the model itself
     model = moonlet.load(args.model, revision=args.revision, device=args.device, dtype=args.dtype)
     if args.command == "info":
         info = {

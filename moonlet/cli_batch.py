@@ -1,24 +1,14 @@
-"""``moonlet batch``: caption or query every image of a folder or glob through the engine's
-batching, writing JSONL; a rerun skips the images already written (resumable)."""
+"""``moonlet batch``: caption, query, detect or point every image of a folder, glob or manifest
+through the engine's batching, writing JSONL; a rerun skips the images already written (resumable).
+With ``--ray`` the same rows come from the Ray Data pipeline (``moonlet.scale.pipeline``)."""
 
 from __future__ import annotations
 
-import glob
 import json
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-
-
-def list_images(source: str) -> list[Path]:
-    path = Path(source)
-    if path.is_dir():
-        files = [p for p in sorted(path.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
-    else:
-        files = [Path(p) for p in sorted(glob.glob(source, recursive=True)) if Path(p).suffix.lower() in IMAGE_SUFFIXES]
-    if not files:
-        raise FileNotFoundError(f"no images found in {source}")
-    return files
+from .scale.inputs import IMAGE_SUFFIXES, list_images, list_records  # noqa: F401  (re-exported)
+from .scale.rows import Task, decode, infer_rows
 
 
 def _drop_torn_line(out: Path) -> None:
@@ -43,20 +33,18 @@ def done_keys(out: Path) -> set[str]:
 
 
 def run_batch(model, args) -> int:
-    from .image import ImageError
-
     out = Path(args.out)
-    images = list_images(args.source)
+    records = list_records(args.source, args.image_column, args.key_column)
     done = done_keys(out)
-    todo = [p for p in images if str(p) not in done]
+    todo = [r for r in records if r["key"] not in done]
     _drop_torn_line(out)
-    progress = _progress(len(images), len(images) - len(todo))
-    settings = {"max_tokens": args.max_tokens} if args.max_tokens else None
+    progress = _progress(len(records), len(records) - len(todo))
+    task = Task.from_args(args)
     failures = 0
     with out.open("a") as handle:
         for start in range(0, len(todo), args.batch_size):
             chunk = todo[start : start + args.batch_size]
-            rows = _run_chunk(model, chunk, args, settings, ImageError)
+            rows = infer_rows(model, task, [(record, *decode(record)) for record in chunk])
             for row in rows:
                 failures += "error" in row
                 handle.write(json.dumps(row) + "\n")
@@ -66,25 +54,6 @@ def run_batch(model, args) -> int:
     if progress is not None:
         progress.close()
     return 1 if failures else 0
-
-
-def _run_chunk(model, chunk, args, settings, image_error) -> list[dict]:
-    """One engine batch; an unreadable image becomes an error row instead of failing the chunk."""
-    rows, items, keys = [], [], []
-    for path in chunk:
-        try:
-            items.append(model.encode_image(path))
-            keys.append(path)
-        except image_error as exc:
-            rows.append({"image": str(path), "error": str(exc)})
-    if items:
-        if args.question:
-            results = model.batch_query([(enc, args.question) for enc in items], settings=settings)
-            rows += [{"image": str(p), "question": args.question, "answer": r["answer"]} for p, r in zip(keys, results)]
-        else:
-            results = model.batch_caption(items, length=args.length, settings=settings)
-            rows += [{"image": str(p), "length": args.length, "caption": r["caption"]} for p, r in zip(keys, results)]
-    return rows
 
 
 def _progress(total: int, initial: int):
