@@ -33,6 +33,10 @@ class ImageError(ValueError):
     """An input that cannot be read as an image."""
 
 
+class ImageTooLargeError(ImageError):
+    """An image over the pixel limit, refused before decoding."""
+
+
 DEFAULT_MAX_PIXELS = 64_000_000  # width × height; checked from the header, before decoding
 
 
@@ -41,17 +45,20 @@ def max_pixels() -> int:
     return int(os.environ.get("MOONLET_MAX_IMAGE_PIXELS", DEFAULT_MAX_PIXELS))
 
 
-def check_pixels(width: int, height: int) -> None:
-    limit = max_pixels()
+def check_pixels(width: int, height: int, limit: int | None = None) -> None:
+    limit = limit or max_pixels()
     if width * height > limit:
-        raise ImageError(
+        raise ImageTooLargeError(
             f"image is {width}x{height} = {width * height} pixels, over the limit of {limit} "
-            "(set MOONLET_MAX_IMAGE_PIXELS to raise it)"
+            "(set MOONLET_MAX_IMAGE_PIXELS, or the server's --max-image-pixels, to raise it)"
         )
 
 
-def load_image(image: ImageInput) -> Image.Image:
-    """Open a PIL image, a path, encoded bytes or an (H, W[, C]) uint8 array."""
+def load_image(image: ImageInput, max_pixels: int | None = None) -> Image.Image:
+    """Open a PIL image, a path, encoded bytes or an (H, W[, C]) uint8 array.
+
+    Encoded images over ``max_pixels`` (default: ``MOONLET_MAX_IMAGE_PIXELS`` or 64 million)
+    are refused from their header, before decoding."""
     if isinstance(image, Image.Image):
         return image
     if isinstance(image, (str, os.PathLike)):
@@ -64,7 +71,7 @@ def load_image(image: ImageInput) -> Image.Image:
             raise ImageError("image bytes are empty")
         try:
             opened = Image.open(io.BytesIO(bytes(image)))
-            check_pixels(*opened.size)  # from the header: refuse bombs before decoding
+            check_pixels(*opened.size, max_pixels)  # from the header: refuse bombs before decoding
             opened.load()  # the first frame of an animation
         except ImageError:
             raise

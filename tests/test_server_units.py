@@ -48,7 +48,7 @@ def test_decode_base64_forms():
     [
         ("data:image/png;base64", 400, "no comma"),
         ("data:image/png,abc", 400, "base64 encoded"),
-        ("http://example.com/x.png", 400, "remote URLs"),
+        ("http://example.com/x.png", 400, "--allow-image-urls"),
         ("data:image/png;base64,", 400, "empty"),
         ("a$b%", 400, "not valid base64"),
         (base64.b64encode(b"plain text").decode(), 400, "cannot decode image"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, HTTPException
@@ -14,12 +14,13 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from . import routes_moondream, routes_ollama, routes_openai
 from .auth import api_key_dependency
 from .batcher import Batcher
-from .errors import error_body, install_handlers
+from .errors import install_handlers
 from .inputs import served_name
+from .limits import ServerLimits
+from .middleware import BodyLimitMiddleware, ConcurrencyLimitMiddleware
 from .metrics import Metrics, MetricsMiddleware
 
 STATIC = Path(__file__).with_name("static")
-DEFAULT_MAX_BODY = 20 * 1024 * 1024
 
 
 @dataclass
@@ -32,6 +33,7 @@ class ServerState:
     dtype: str
     device: str
     parameters: int
+    limits: ServerLimits
 
     @property
     def parameter_size(self) -> str:
@@ -47,51 +49,21 @@ class ServerState:
         return hashlib.sha256(f"{self.name}:{self.parameters}:{self.dtype}".encode()).hexdigest()
 
 
-class BodyLimitMiddleware:
-    """413 for bodies over ``limit`` bytes, declared or streamed."""
-
-    def __init__(self, app, limit: int):
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        message = f"request body is larger than {self.limit} bytes"
-        declared = dict(scope.get("headers") or ()).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            response = JSONResponse(error_body(scope.get("path", ""), 413, message), status_code=413)
-            await response(scope, receive, send)
-            return
-        seen = 0
-
-        async def limited_receive():
-            nonlocal seen
-            event = await receive()
-            if event["type"] == "http.request":
-                seen += len(event.get("body", b""))
-                if seen > self.limit:
-                    raise HTTPException(413, message)
-            return event
-
-        await self.app(scope, limited_receive, send)
-
-
 def create_app(
-    model,
-    api_key: str | None = None,
-    max_batch: int = 8,
-    max_queue: int = 256,
-    batch_window_ms: float = 5.0,
-    max_body_bytes: int = DEFAULT_MAX_BODY,
-    name: str | None = None,
+    model, api_key: str | None = None, limits: ServerLimits | None = None, name: str | None = None, **overrides
 ) -> FastAPI:
-    """A server for a loaded ``moonlet.Moondream``; its worker thread starts with the app."""
+    """A server for a loaded ``moonlet.Moondream``; its worker thread starts with the app.
+
+    ``limits`` (default ``ServerLimits()``) with any of its fields overridden by keyword, e.g.
+    ``create_app(model, max_queue=16)``.
+    """
     if model.tokenizer is None:
         raise ValueError("the server needs a model loaded with a tokenizer")
+    limits = replace(limits or ServerLimits(), **overrides)
     metrics = Metrics()
-    batcher = Batcher(model, max_batch=max_batch, max_queue=max_queue, batch_window_s=batch_window_ms / 1000, metrics=metrics)
+    batcher = Batcher(
+        model, max_batch=limits.max_batch, max_queue=limits.max_queue, batch_window_s=limits.batch_window_ms / 1000, metrics=metrics
+    )
     metrics.queue_depth = lambda: batcher.depth
     state = ServerState(
         model=model,
@@ -102,6 +74,7 @@ def create_app(
         dtype=str(model.model.dtype).removeprefix("torch."),
         device=str(model.model.device),
         parameters=model.model.num_parameters(),
+        limits=limits,
     )
     metrics.model_name = state.name
 
@@ -145,6 +118,7 @@ def create_app(
     app.include_router(routes_moondream.build_router(state, auth))
     app.include_router(routes_openai.build_router(state, auth))
     app.include_router(routes_ollama.build_router(state, auth))
-    app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes)
+    app.add_middleware(ConcurrencyLimitMiddleware, limit=limits.max_concurrent, retry_after=limits.retry_after)
+    app.add_middleware(BodyLimitMiddleware, limit=limits.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -100,6 +100,7 @@ class TextJob:
     stream: bool = False
     figures: Figures = field(default_factory=Figures)
     cancelled: bool = False
+    deadline: float | None = None  # time.perf_counter() after which the request gives up
 
     async def result(self) -> TextResult:
         """Wait for the final text; raises the job's error."""

@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from .limits import MIB, ServerLimits
+
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -20,10 +22,18 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=2020, help="port (default: 2020, the moondream client's local endpoint)")
     p.add_argument("--api-key", default=None, help="require this key on every route but /health and / (default: $MOONLET_API_KEY)")
-    p.add_argument("--max-batch", type=int, default=8, help="most text requests decoded together (default: 8)")
-    p.add_argument("--max-queue", type=int, default=256, help="most requests waiting before 503 (default: 256)")
-    p.add_argument("--batch-window-ms", type=float, default=5.0, help="how long an idle worker waits for company (default: 5)")
-    p.add_argument("--max-body-mb", type=float, default=20.0, help="largest request body in MiB (default: 20)")
+    d = ServerLimits()
+    limits = p.add_argument_group("limits (docs/reliability.md)")
+    limits.add_argument("--max-batch", type=int, default=d.max_batch, help=f"most text requests decoded together (default: {d.max_batch})")
+    limits.add_argument("--max-queue", type=int, default=d.max_queue, help=f"most jobs waiting for the model before 503 (default: {d.max_queue})")
+    limits.add_argument("--max-concurrent", type=int, default=d.max_concurrent, help=f"most model requests in progress before 429 (default: {d.max_concurrent})")
+    limits.add_argument("--request-timeout", type=float, default=d.request_timeout_s, help=f"seconds before a request gets 504 (default: {d.request_timeout_s:g})")
+    limits.add_argument("--batch-window-ms", type=float, default=d.batch_window_ms, help=f"how long an idle worker waits for company (default: {d.batch_window_ms:g})")
+    limits.add_argument("--max-body-mb", type=float, default=d.max_body_bytes / MIB, help=f"largest request body in MiB (default: {d.max_body_bytes / MIB:g})")
+    limits.add_argument("--max-image-pixels", type=int, default=d.max_image_pixels, help=f"largest image, width x height, refused before decoding (default: {d.max_image_pixels})")
+    limits.add_argument("--allow-image-urls", action="store_true", help="fetch http(s) image URLs (public addresses only; default: off)")
+    limits.add_argument("--image-url-max-mb", type=float, default=d.image_url_max_bytes / MIB, help=f"largest fetched image in MiB (default: {d.image_url_max_bytes / MIB:g})")
+    limits.add_argument("--shutdown-timeout", type=float, default=None, help="seconds to let in-flight requests finish on shutdown (default: no limit)")
     p.add_argument("--name", default=None, help="model id reported to clients (default: from --model)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--model", help="checkpoint directory, .safetensors file or hub id (default: the embedded model)")
@@ -35,14 +45,18 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
 
 def app_options(args: argparse.Namespace) -> dict:
     """``create_app`` keyword arguments (key, limits, name) from parsed ``serve`` arguments."""
-    return dict(
-        api_key=args.api_key or os.environ.get("MOONLET_API_KEY") or None,
+    limits = ServerLimits(
+        max_body_bytes=int(args.max_body_mb * MIB),
         max_batch=args.max_batch,
         max_queue=args.max_queue,
+        max_concurrent=args.max_concurrent,
         batch_window_ms=args.batch_window_ms,
-        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
-        name=args.name,
+        request_timeout_s=args.request_timeout,
+        max_image_pixels=args.max_image_pixels,
+        allow_image_urls=args.allow_image_urls,
+        image_url_max_bytes=int(args.image_url_max_mb * MIB),
     )
+    return dict(api_key=args.api_key or os.environ.get("MOONLET_API_KEY") or None, limits=limits, name=args.name)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -56,18 +70,25 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     import moonlet
 
-    for flag, value in (("--max-batch", args.max_batch), ("--max-queue", args.max_queue), ("--port", args.port)):
-        if value < (0 if flag == "--port" else 1):
-            print(f"moonlet: error: {flag} must be positive, got {value}", file=sys.stderr)
-            return 2
-    if args.host not in LOOPBACK and not app_options(args)["api_key"]:
+    if not 0 <= args.port <= 65535:
+        print(f"moonlet: error: --port must be from 0 to 65535, got {args.port}", file=sys.stderr)
+        return 2
+    try:
+        options = app_options(args)
+    except ValueError as exc:  # a limit out of range, named by ServerLimits
+        print(f"moonlet: error: {exc}", file=sys.stderr)
+        return 2
+    if args.host not in LOOPBACK and not options["api_key"]:
         print(f"moonlet: warning: serving on {args.host} without an API key (set --api-key or MOONLET_API_KEY)", file=sys.stderr)
     model = moonlet.load(args.model, revision=args.revision, device=args.device, dtype=args.dtype)
-    app = create_app(model, **app_options(args))
+    app = create_app(model, **options)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     root = f"http://{shown}:{args.port}"
     print(f"moonlet: serving {app.state.moonlet.name} on {root}/ (moondream endpoint {root}/v1)", file=sys.stderr)
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level))
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=args.shutdown_timeout
+    )
+    server = uvicorn.Server(config)
     try:
         server.run()
     except KeyboardInterrupt:

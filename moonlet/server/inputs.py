@@ -1,4 +1,5 @@
-"""Request inputs: images from data URLs or bare base64, and the served model's name."""
+"""Request inputs: images from data URLs, bare base64 or (when allowed) http(s) URLs; strict
+request bodies; the served model's name."""
 
 from __future__ import annotations
 
@@ -10,10 +11,26 @@ from pathlib import Path
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
-from ..image import ImageError, load_image
+from ..image import ImageError, ImageTooLargeError, load_image
 from .errors import ApiError
+from .fetch import FetchError, fetch
+from .limits import ServerLimits
 
-MAX_PIXELS = 64_000_000
+
+def image_bytes(value: str, field: str, limits: ServerLimits = ServerLimits()) -> bytes:
+    """Bytes of a data URL, bare base64 text, or an http(s) URL where ``limits`` allow fetching."""
+    if isinstance(value, str) and value.strip().lower().startswith(("http://", "https://")):
+        if not limits.allow_image_urls:
+            raise ApiError(
+                400,
+                f"{field}: image URLs are not fetched by this server (start it with --allow-image-urls); "
+                "send the image as a base64 data URL",
+            )
+        try:
+            return fetch(value.strip(), limits.image_url_max_bytes, limits.image_url_timeout_s)
+        except FetchError as exc:
+            raise ApiError(exc.status, f"{field}: {exc}") from None
+    return decode_base64(value, field)
 
 
 def decode_base64(value: str, field: str) -> bytes:
@@ -27,8 +44,8 @@ def decode_base64(value: str, field: str) -> bytes:
             raise ApiError(400, f"{field}: malformed data URL (no comma after the header)")
         if not header.endswith(";base64"):
             raise ApiError(400, f"{field}: data URLs must be base64 encoded (data:image/jpeg;base64,...)")
-    elif text.startswith(("http://", "https://")):
-        raise ApiError(400, f"{field}: remote URLs are not fetched; send the image as a base64 data URL")
+    elif "://" in text[:16]:
+        raise ApiError(400, f"{field}: only data URLs, base64 text or (where allowed) http(s) URLs are accepted")
     text = "".join(text.split())
     if not text:
         raise ApiError(400, f"{field}: the image data is empty")
@@ -41,19 +58,16 @@ def decode_base64(value: str, field: str) -> bytes:
         raise ApiError(400, f"{field}: not valid base64 data") from None
 
 
-def decode_image(value: str, field: str) -> Image.Image:
-    """A loaded PIL image from a data URL or base64 text; ApiError (400/413) naming ``field``."""
-    data = decode_base64(value, field)
+def decode_image(value: str, field: str, limits: ServerLimits = ServerLimits()) -> Image.Image:
+    """A loaded PIL image; ApiError (400, or 413 over the pixel limit) naming ``field``."""
+    data = image_bytes(value, field, limits)
     try:
-        image = load_image(data)
+        return load_image(data, max_pixels=limits.max_image_pixels)
     except ImageError as exc:
         message = re.sub(r"\s*<_io\.\w+ object at 0x[0-9a-fA-F]+>", "", str(exc))
-        raise ApiError(400, f"{field}: {message}") from None
+        raise ApiError(413 if isinstance(exc, ImageTooLargeError) else 400, f"{field}: {message}") from None
     except Exception as exc:  # Pillow's DecompressionBombError and friends
         raise ApiError(400, f"{field}: cannot decode image ({type(exc).__name__})") from None
-    if image.width * image.height > MAX_PIXELS:
-        raise ApiError(413, f"{field}: image is {image.width}x{image.height}; at most {MAX_PIXELS} pixels are accepted")
-    return image
 
 
 class StrictBody(BaseModel):

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from .errors import model_error
 from .inputs import StrictBody, decode_image, refuse_unsupported
 from .metrics import ARRIVED
-from .textjobs import finish_text, job_events, prompt_builder, sampling_settings, sse, sse_response, start_text
+from .textjobs import finish_text, timed_out, job_events, prompt_builder, sampling_settings, sse, sse_response, start_text
 
 
 class MoondreamBody(StrictBody):
@@ -54,7 +54,9 @@ def build_router(state, dependencies) -> APIRouter:
     async def text_reply(request: Request, key: str, prompt, body, image, fields):
         settings = sampling_settings(state.model, body.settings, "settings")
         request_id = uuid.uuid4().hex
-        job = await start_text(request, state.batcher, prompt, settings, image, body.stream, fields)
+        job = await start_text(
+            request, state.batcher, prompt, settings, image, body.stream, fields, state.limits.request_timeout_s
+        )
         if not body.stream:
             result = await finish_text(job, fields, request)
             return {
@@ -80,7 +82,7 @@ def build_router(state, dependencies) -> APIRouter:
     async def caption(body: CaptionBody, request: Request):
         fields = {"image": "image_url", "text": "length", "settings": "settings"}
         prompt = prompt_builder(state.model, "length", lambda p: p.caption(body.length))
-        image = await asyncio.to_thread(decode_image, body.image_url, "image_url")
+        image = await asyncio.to_thread(decode_image, body.image_url, "image_url", state.limits)
         return await text_reply(request, "caption", prompt, body, image, fields)
 
     @router.post("/v1/query")
@@ -90,13 +92,13 @@ def build_router(state, dependencies) -> APIRouter:
         prompt = prompt_builder(state.model, "question", lambda p: p.query(body.question))
         image = None
         if body.image_url is not None:
-            image = await asyncio.to_thread(decode_image, body.image_url, "image_url")
+            image = await asyncio.to_thread(decode_image, body.image_url, "image_url", state.limits)
         return await text_reply(request, "answer", prompt, body, image, fields)
 
     async def locate(request: Request, body: LocateBody, skill: str, key: str):
         refuse_unsupported(body, ("stream", "spatial_refs"))
         created = request.scope.get(ARRIVED, time.perf_counter())
-        image = await asyncio.to_thread(decode_image, body.image_url, "image_url")
+        image = await asyncio.to_thread(decode_image, body.image_url, "image_url", state.limits)
         settings = body.settings
 
         def work(model):
@@ -104,8 +106,11 @@ def build_router(state, dependencies) -> APIRouter:
             found = getattr(model, skill)(image, body.object, settings=settings)[key]
             return found, started, time.perf_counter()
 
-        try:
-            found, started, finished = await state.batcher.run(work)
+        timeout = state.limits.request_timeout_s
+        try:  # a detection already running finishes (it is bounded by max_objects); a queued one is dropped
+            found, started, finished = await asyncio.wait_for(state.batcher.run(work), timeout - (time.perf_counter() - created))
+        except asyncio.TimeoutError:
+            raise timed_out(timeout) from None
         except Exception as exc:
             raise model_error(exc, image="image_url", text="object", settings="settings") from None
         metrics = {

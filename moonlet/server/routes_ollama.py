@@ -129,9 +129,11 @@ def build_router(state, dependencies) -> APIRouter:
             prompt = prompt_builder(state.model, text_field, lambda p: p.caption("normal"))
         image = None
         if images:
-            image = await asyncio.to_thread(decode_image, images[-1], f"{image_field}.{len(images) - 1}")
+            image = await asyncio.to_thread(decode_image, images[-1], f"{image_field}.{len(images) - 1}", state.limits)
         fields = {"image": image_field, "text": text_field, "settings": "options"}
-        job = await start_text(request, state.batcher, prompt, settings, image, body.stream, fields)
+        job = await start_text(
+            request, state.batcher, prompt, settings, image, body.stream, fields, state.limits.request_timeout_s
+        )
         if not body.stream:
             result = await finish_text(job, fields, request)
             return {

@@ -127,8 +127,10 @@ def build_router(state, dependencies) -> APIRouter:
             prompt = prompt_builder(state.model, "messages", lambda p: p.caption("normal"))
         image = None
         if image_url is not None:
-            image = await asyncio.to_thread(decode_image, image_url, image_field)
-        job = await start_text(request, state.batcher, prompt, settings, image, body.stream, fields)
+            image = await asyncio.to_thread(decode_image, image_url, image_field, state.limits)
+        job = await start_text(
+            request, state.batcher, prompt, settings, image, body.stream, fields, state.limits.request_timeout_s
+        )
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         head = {"id": completion_id, "created": created, "model": state.name}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any, AsyncIterator
 
 from fastapi import Request
@@ -34,17 +35,30 @@ def prompt_builder(model, field: str, build) -> list[int]:
         raise ApiError(422, f"{field}: {exc}") from None
 
 
+def timed_out(seconds: float) -> ApiError:
+    return ApiError(504, f"the request took longer than {seconds:g} s (the server's --request-timeout)")
+
+
+def remaining(job: TextJob) -> float | None:
+    return None if job.deadline is None else max(0.0, job.deadline - time.perf_counter())
+
+
 async def start_text(
-    request: Request, batcher: Batcher, prompt, settings, image, stream: bool, fields: dict[str, str]
+    request: Request, batcher: Batcher, prompt, settings, image, stream: bool, fields: dict[str, str], timeout_s: float
 ) -> TextJob:
     """Queue a job; a streaming one is awaited until accepted so errors still get a status code."""
+    arrived = request.scope.get(ARRIVED, time.perf_counter())
     try:
-        job = batcher.submit_text(prompt, settings, image=image, stream=stream, arrived=request.scope.get(ARRIVED))
+        job = batcher.submit_text(prompt, settings, image=image, stream=stream, arrived=arrived)
     except Exception as exc:
         raise model_error(exc, **fields) from None
+    job.deadline = arrived + timeout_s
     if stream:
         try:
-            kind, value = await job.channel.get()
+            kind, value = await asyncio.wait_for(job.channel.get(), remaining(job))
+        except asyncio.TimeoutError:
+            job.cancelled = True
+            raise timed_out(timeout_s) from None
         except asyncio.CancelledError:
             job.cancelled = True
             raise
@@ -54,7 +68,7 @@ async def start_text(
 
 
 async def finish_text(job: TextJob, fields: dict[str, str], request: Request | None = None) -> TextResult:
-    """The final result of a non-streaming job, errors mapped to ApiError.
+    """The final result of a non-streaming job, errors mapped to ApiError; 504 past its deadline.
 
     With ``request``, a client that hangs up stops its row instead of leaving it running.
     """
@@ -63,12 +77,14 @@ async def finish_text(job: TextJob, fields: dict[str, str], request: Request | N
     if request is not None:
         waiters.add(asyncio.ensure_future(_disconnected(request)))
     try:
-        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(waiters, timeout=remaining(job), return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in waiters:
             task.cancel()
     if result not in done:
         job.cancelled = True
+        if not done:
+            raise timed_out(job.deadline - job.figures.created)
         raise ApiError(499, "client closed the request")
     try:
         return result.result()
@@ -86,7 +102,11 @@ async def job_events(job: TextJob) -> AsyncIterator[tuple[str, Any]]:
     """("text", piece)… then ("done", TextResult) or ("error", message); stops the row on disconnect."""
     try:
         while True:
-            kind, value = await job.channel.get()
+            try:
+                kind, value = await asyncio.wait_for(job.channel.get(), remaining(job))
+            except asyncio.TimeoutError:
+                yield "error", timed_out(job.deadline - job.figures.created).message
+                return
             if kind == "error":
                 yield "error", model_error(value).message
                 return
