@@ -1,4 +1,5 @@
-"""``moonlet data generate|validate``: write a synthetic dataset, or check a dataset's rows.
+"""``moonlet data generate|validate|convert|rewrite``: write a synthetic dataset, check a dataset's rows,
+convert real annotations (``moonlet.data.convert``) or reword their captions.
 
 Wire into the main CLI with ``add_data_parser(subparsers)`` and dispatch ``args.command == "data"``
 to ``run_data(args)``.
@@ -39,8 +40,8 @@ def _positive(text: str) -> int:
 
 
 def add_data_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``data`` (with ``generate`` and ``validate``) to an argparse subparsers object."""
-    parser = subparsers.add_parser("data", help="generate or validate training data")
+    """Add ``data`` (with ``generate``, ``validate``, ``convert`` and ``rewrite``) to an argparse subparsers object."""
+    parser = subparsers.add_parser("data", help="generate, validate or convert training data")
     sub = parser.add_subparsers(dest="data_command", required=True)
     p = sub.add_parser("generate", help="write synthetic scenes with captions, questions and targets")
     p.add_argument("--out", required=True, help="output directory (must be empty unless --force)")
@@ -52,9 +53,14 @@ def add_data_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--questions", type=_non_negative, default=10, help="questions per scene (default 10)")
     p.add_argument("--no-truth", action="store_true", help="do not write ground truth under truth/")
     p.add_argument("--force", action="store_true", help="replace a dataset already in --out")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="render and annotate in Ray tasks (same bytes): alone, a local instance; else a cluster address")
     p = sub.add_parser("validate", help="check every row of a dataset directory or JSONL file")
     p.add_argument("path")
     p.add_argument("--no-image-check", action="store_true", help="do not check that images exist")
+    from .convert.cli import add_convert_parsers
+
+    add_convert_parsers(sub)
     return parser
 
 
@@ -63,10 +69,18 @@ def _generate(args) -> int:
     from .shards import generate_dataset
 
     scene_config = SceneConfig(width=args.size[0], height=args.size[1])
+    annotation_config = AnnotationConfig(questions=args.questions)
+    examples = None
+    if args.ray:
+        from ..scale.cli import connect
+        from ..scale.datagen import ray_examples
+
+        connect(args.ray)
+        examples = ray_examples(args.seed, args.count, args.start, scene_config, annotation_config)
     meta = generate_dataset(
         args.out, args.count, seed=args.seed, start=args.start, shard_size=args.shard_size,
-        scene_config=scene_config, annotation_config=AnnotationConfig(questions=args.questions),
-        truth=not args.no_truth, overwrite=args.force,
+        scene_config=scene_config, annotation_config=annotation_config,
+        truth=not args.no_truth, overwrite=args.force, examples=examples,
     )
     print(json.dumps({k: meta[k] for k in ("seed", "start", "scenes", "rows", "shards")}))
     return 0
@@ -89,6 +103,10 @@ def run_data(args: argparse.Namespace) -> int:
     from .reader import DataFormatError
 
     try:
+        if args.data_command in ("convert", "rewrite"):
+            from .convert.cli import run_convert
+
+            return run_convert(args)
         return _generate(args) if args.data_command == "generate" else _validate(args)
     except (DataFormatError, FileExistsError, ValueError, OSError) as exc:
         print(f"moonlet: error: {exc}", file=sys.stderr)
