@@ -3,10 +3,12 @@
 Each caption is sent with the names of the objects annotated in its image and a prompt that
 forbids adding facts. The reply replaces the caption only if it passes ``check_reply``: it is
 non-empty, differs from the original, is at most ``MAX_GROWTH`` times as long (plus 100
-characters), and names no category of the vocabulary (every detect/point object name in the
+characters), has at least half as many words (and at least ``MIN_WORDS``), and names no category of the vocabulary (every detect/point object name in the
 dataset, and meta.json's ``categories``) that is neither annotated in that image nor in the
 original caption. Otherwise, or when the request fails, the original is kept. Every caption's
-outcome is logged to ``rewrites/log.jsonl`` (outside the rows the reader reads).
+outcome is logged to ``rewrites/log.jsonl`` (outside the rows the reader reads). Other rows are
+copied unchanged, image paths made to point from the new directory; a reworded caption row
+loses its ``objects`` list (it no longer gives the order of mention).
 
 Requests have bounded timeouts and are never retried; after ``max_failures`` failures in a row
 the endpoint is not called again and the remaining captions are kept.
