@@ -40,6 +40,10 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--revision", help="hub revision (tag, branch or commit)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if available)")
     p.add_argument("--dtype", help="float32, bfloat16 or float16 (default: bf16 on GPU, float32 on CPU)")
+    scale = p.add_argument_group("replicas (Ray Serve; pip install 'moonlet[scale]'; docs/scale.md)")
+    scale.add_argument("--replicas", type=int, help="serve N replicas, each with its own model, through Ray Serve")
+    scale.add_argument("--gpus-per-replica", type=float, help="GPUs per replica (default: 1 if the Ray cluster has GPUs, else 0)")
+    scale.add_argument("--ray", metavar="ADDRESS", help="Ray cluster to join (default: $RAY_ADDRESS, else a local instance)")
     return p
 
 
@@ -80,6 +84,10 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     if args.host not in LOOPBACK and not options["api_key"]:
         print(f"moonlet: warning: serving on {args.host} without an API key (set --api-key or MOONLET_API_KEY)", file=sys.stderr)
+    if args.replicas is not None:
+        from ..scale.serve import run_replicas
+
+        return run_replicas(args, options)  # each replica loads the model and builds create_app(model, **options)
     model = moonlet.load(args.model, revision=args.revision, device=args.device, dtype=args.dtype)
     app = create_app(model, **options)
     shown = f"[{args.host}]" if ":" in args.host else args.host
