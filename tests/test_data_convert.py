@@ -4,16 +4,14 @@ on tiny fixtures in the official formats (tests/fixtures/make_convert_fixtures.p
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
 
 from moonlet.data.cli import main as data_main
 from moonlet.data.convert import convert_coco, convert_narratives, rewrite_dataset
-from moonlet.data.convert.coco import CocoImage, image_rows, iter_coco, load_json
+from moonlet.data.convert.coco import image_rows, iter_coco, load_json
 from moonlet.data.convert.names import mentions, plural
-from moonlet.data.convert.narratives import MAX_SPREAD, MIN_POINTS
 from moonlet.data.convert.rewrite import check_reply
 from moonlet.data.reader import iter_rows
 
@@ -106,9 +104,8 @@ def test_counts_and_existence_answers_match_the_annotations(many_seeds, truth):
 
 def test_crowd_categories_get_no_counts_boxes_or_points_but_exist(many_seeds):
     crowd_image = [rows for image_id, rows in many_seeds if image_id == 285]
-    person = [r for rows in crowd_image for r in rows if "person" in r.get("object", "")
-              or "people" in r.get("question", "") or "person" in r.get("question", "")]
-    assert person and all(r.get("type") == "exists" and r["answer"] == "Yes" for r in person)
+    person = [r for rows in crowd_image for r in rows if "question" in r and mentions(r["question"], {"person"})]
+    assert person and all(r["type"] == "exists" and r["answer"] == "Yes" for r in person)
     assert all(r["object"] != "person" for rows in crowd_image for r in rows if "object" in r)
 
 
@@ -181,7 +178,6 @@ def test_narratives_captions_and_points_follow_the_trace(tmp_path):
                       ("0a1b2c3d4e5f6789", "car"): [in_span_mean(records[1], "car")]}
     assert points[("000000391895", "dog")] == [[0.3, 0.61]]  # the off-image sample (x = 1.4) is left out
     assert all(0 <= v <= 1 for pts in points.values() for p in pts for v in p)
-    assert MIN_POINTS == 2 and MAX_SPREAD < math.dist((0.05, 0.95), (0.95, 0.05))
     again = tmp_path / "again"
     convert_narratives(NARRATIVES, FIXTURES / "narratives" / "images", again, seed=0)
     assert shard_bytes(again) == shard_bytes(tmp_path / "out")
@@ -305,3 +301,11 @@ def test_cli_convert_both_sources(tmp_path, capsys):
     assert data_main(["data", "convert", "coco", "--instances", str(INSTANCES), "--images", str(COCO / "images"),
                       "--out", str(tmp_path / "coco")]) == 2  # not empty
     assert "not empty" in capsys.readouterr().err
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"images": [], "annotations": []}))  # no "categories"
+    assert data_main(["data", "convert", "coco", "--instances", str(broken), "--images", str(COCO / "images"),
+                      "--out", str(tmp_path / "broken")]) == 2
+    assert "lacks a field: 'categories'" in capsys.readouterr().err
+    assert data_main(["data", "rewrite", "--data", str(tmp_path / "coco"), "--out", str(tmp_path / "coco"),
+                      "--endpoint", "http://127.0.0.1:9", "--force"]) == 2  # would overwrite its input
+    assert len(list(iter_rows(tmp_path / "coco"))) == summary["rows"]

@@ -45,6 +45,14 @@ def add_convert_parsers(sub) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    """Run ``moonlet data convert ...`` or ``moonlet data rewrite``; prints a JSON summary."""
+    try:
+        return _run(args)
+    except KeyError as exc:  # a field the official format has is missing
+        raise ValueError(f"the input lacks a field: {exc}") from None
+
+
+def _run(args: argparse.Namespace) -> int:
     from . import convert_coco, convert_narratives, rewrite_dataset
 
     if args.data_command == "rewrite":

@@ -65,7 +65,7 @@ class CocoImage:
     """One image's facts: category name -> normalised boxes (non-crowd) and the crowd categories."""
 
     def __init__(self, image: dict, annotations: list[dict], categories: dict[int, str]):
-        self.id, self.file_name = image["id"], image["file_name"]
+        self.id = image["id"]
         self.boxes: dict[str, list[list[float]]] = {}
         self.crowd: set[str] = set()
         for ann in annotations:

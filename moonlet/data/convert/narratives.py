@@ -39,7 +39,7 @@ we can see could i you he she they them his her their our my me us some any many
 image picture photo photograph frame view scene side part area thing things something which who what
 where when while then very just only too more most other another each all both like looks look looking
 seems seem visible see seen shown showing has have having there's we're it's left right top bottom middle
-center centre corner background foreground front back up down around edge top ends end
+center centre corner background foreground front back up down around edge ends end
 black white red green blue yellow orange purple pink brown gray grey color colour colored coloured
 small big large little tall short long dark light bright
 standing sitting holding wearing walking lying placed kept hanging attached
@@ -73,7 +73,8 @@ def span_point(traces: list[list[dict]], start: float, end: float) -> list[float
 
 def narrative_rows(record: dict) -> list[dict]:
     """The rows of one narrative (without ``image``): its caption, then point rows by first mention."""
-    rows = [{"caption": clean_caption(record["caption"]), "length": "normal"}] if record.get("caption", "").strip() else []
+    caption = record.get("caption", "").strip()
+    rows = [{"caption": clean_caption(caption), "length": "normal"}] if caption else []
     points: dict[str, list[list[float]]] = {}
     for utterance in record.get("timed_caption", []):
         word = object_word(utterance["utterance"])

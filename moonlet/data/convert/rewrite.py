@@ -3,12 +3,13 @@
 Each caption is sent with the names of the objects annotated in its image and a prompt that
 forbids adding facts. The reply replaces the caption only if it passes ``check_reply``: it is
 non-empty, differs from the original, is at most ``MAX_GROWTH`` times as long (plus 100
-characters), has at least half as many words (and at least ``MIN_WORDS``), and names no category of the vocabulary (every detect/point object name in the
-dataset, and meta.json's ``categories``) that is neither annotated in that image nor in the
-original caption. Otherwise, or when the request fails, the original is kept. Every caption's
-outcome is logged to ``rewrites/log.jsonl`` (outside the rows the reader reads). Other rows are
-copied unchanged, image paths made to point from the new directory; a reworded caption row
-loses its ``objects`` list (it no longer gives the order of mention).
+characters), has at least half as many words (and at least ``MIN_WORDS``), and names no
+category of the vocabulary (every detect/point object name in the dataset, and meta.json's
+``categories``) that is neither annotated in that image nor in the original caption.
+Otherwise, or when the request fails, the original is kept. Every caption's outcome is logged
+to ``rewrites/log.jsonl`` (outside the rows the reader reads). Other rows are copied
+unchanged, image paths made to point from the new directory; a reworded caption row loses its
+``objects`` list (it no longer gives the order of mention).
 
 Requests have bounded timeouts and are never retried; after ``max_failures`` failures in a row
 the endpoint is not called again and the remaining captions are kept.
@@ -135,6 +136,8 @@ def rewrite_dataset(data: str | Path, out: str | Path, endpoint: str, model: str
     """Copy the rows of ``data`` (a dataset directory or JSONL file) to ``out``, captions reworded
     where the reply passes the check; image paths are made relative to ``out``. Returns meta.json's content."""
     files = jsonl_files(data)
+    if Path(out).resolve() in {f.parent.resolve() for f in files}:
+        raise ValueError(f"--out must not be the directory of the rows being reworded: {out}")
     source_meta = Path(data) / "meta.json"
     categories = json.loads(source_meta.read_text()).get("categories", []) if source_meta.is_file() else []
     known, vocabulary = annotated_names(files, categories)
@@ -159,8 +162,9 @@ def rewrite_dataset(data: str | Path, out: str | Path, endpoint: str, model: str
                                 raw = {k: v for k, v in raw.items() if k != "objects"}  # no longer in mention order
                                 raw["caption"] = reply
                             outcomes["rewritten" if reason is None else reason.split(":")[0]] += 1
-                            entry = {"file": file.name, "line": number, "image": raw["image"], "rewritten": reason is None,
-                                     "reason": reason, "original": row.caption, "reply": reply}
+                            entry = {"file": file.name, "line": number, "image": raw["image"],
+                                     "rewritten": reason is None, "reason": reason, "original": row.caption,
+                                     "reply": reply}
                             log.write(json.dumps(entry, ensure_ascii=False) + "\n")
                         target.write(json.dumps(raw, ensure_ascii=False) + "\n")
     finally:
