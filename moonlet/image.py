@@ -75,6 +75,8 @@ def load_image(image: ImageInput, max_pixels: int | None = None) -> Image.Image:
             opened.load()  # the first frame of an animation
         except ImageError:
             raise
+        except Image.DecompressionBombError as exc:  # Pillow's own check, at twice Image.MAX_IMAGE_PIXELS
+            raise ImageTooLargeError(f"image is over the limit of Pillow's decompression-bomb check: {exc}") from None
         except Exception as exc:  # Pillow raises many types for bad data
             reason = "not a recognised image format" if "cannot identify" in str(exc) else str(exc)
             raise ImageError(f"cannot decode image bytes: {reason}") from None

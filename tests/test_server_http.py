@@ -346,7 +346,9 @@ def test_queue_full_gives_503(state, url):
 @pytest.mark.parametrize("stream", [False, True])
 def test_client_hanging_up_frees_the_worker(client, stream):
     """A long generation whose client goes away stops; the next request does not wait for it."""
-    body = {"question": "Tell me everything.", "stream": stream, "settings": {"temperature": 0, "max_tokens": 700}}
+    # ~6 s of decoding whose text has no spaces, so a stream sends nothing before the end: the hang-up
+    # must be noticed from the connection, not from a failed write
+    body = {"question": "Tell me everything.", "stream": stream, "settings": {"temperature": 0, "max_tokens": 2000}}
     with pytest.raises(httpx.ReadTimeout):
         with client.stream("POST", "/v1/query", json=body, timeout=0.5) as reply:
             for _ in reply.iter_bytes():
@@ -354,7 +356,7 @@ def test_client_hanging_up_frees_the_worker(client, stream):
     time.sleep(0.2)
     started = time.perf_counter()
     reply = client.post("/v1/query", json={"question": "Next?", "settings": GREEDY})
-    assert reply.status_code == 200 and time.perf_counter() - started < 4.0
+    assert reply.status_code == 200 and time.perf_counter() - started < 2.0
 
 
 # --- metrics --------------------------------------------------------------------------------

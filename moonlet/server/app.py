@@ -118,7 +118,7 @@ def create_app(
     app.include_router(routes_moondream.build_router(state, auth))
     app.include_router(routes_openai.build_router(state, auth))
     app.include_router(routes_ollama.build_router(state, auth))
-    app.add_middleware(ConcurrencyLimitMiddleware, limit=limits.max_concurrent, retry_after=limits.retry_after)
+    app.add_middleware(ConcurrencyLimitMiddleware, limit=limits.max_concurrent)
     app.add_middleware(BodyLimitMiddleware, limit=limits.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

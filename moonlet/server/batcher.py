@@ -102,15 +102,6 @@ class TextJob:
     cancelled: bool = False
     deadline: float | None = None  # time.perf_counter() after which the request gives up
 
-    async def result(self) -> TextResult:
-        """Wait for the final text; raises the job's error."""
-        while True:
-            kind, value = await self.channel.get()
-            if kind == "done":
-                return value
-            if kind == "error":
-                raise value
-
 
 @dataclass
 class CallJob:

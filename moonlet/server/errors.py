@@ -19,6 +19,7 @@ from ..engine import ContextOverflowError
 from ..image import ImageError
 from ..prompts import PromptError
 from ..sampling import SettingsError
+from .limits import RETRY_AFTER
 
 logger = logging.getLogger("moonlet.server")
 
@@ -54,7 +55,7 @@ def model_error(exc: BaseException, image: str = "image_url", text: str = "quest
     if isinstance(exc, SettingsError):
         return ApiError(422, f"{settings}: {exc}")
     if isinstance(exc, QueueFullError):
-        return ApiError(503, "server busy: too many queued requests, retry later", {"Retry-After": "1"})
+        return ApiError(503, "server busy: too many queued requests, retry later", dict(RETRY_AFTER))
     if isinstance(exc, WorkerDownError):
         return ApiError(503, "the model worker is not running")
     if isinstance(exc, NotImplementedError):

@@ -23,6 +23,7 @@ MODEL_ROUTES = frozenset(
     {"/v1/caption", "/v1/query", "/v1/detect", "/v1/point", "/v1/chat/completions", "/api/generate", "/api/chat"}
 )
 MIB = 1024 * 1024
+RETRY_AFTER = {"Retry-After": "1"}  # seconds, on 429 and 503
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,6 @@ class ServerLimits:
     max_concurrent: int = 64
     batch_window_ms: float = 5.0
     request_timeout_s: float = 300.0
-    retry_after_s: int = 1
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     allow_image_urls: bool = False
     image_url_max_bytes: int = 20 * MIB
@@ -41,13 +41,9 @@ class ServerLimits:
 
     def __post_init__(self) -> None:
         positive = ("max_body_bytes", "max_batch", "max_queue", "max_concurrent", "request_timeout_s",
-                    "retry_after_s", "max_image_pixels", "image_url_max_bytes", "image_url_timeout_s")
+                    "max_image_pixels", "image_url_max_bytes", "image_url_timeout_s")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.batch_window_ms < 0:
             raise ValueError(f"batch_window_ms must not be negative, got {self.batch_window_ms!r}")
-
-    @property
-    def retry_after(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after_s)}

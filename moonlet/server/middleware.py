@@ -6,7 +6,7 @@ from fastapi import HTTPException
 from fastapi.responses import JSONResponse
 
 from .errors import error_body
-from .limits import MODEL_ROUTES
+from .limits import MODEL_ROUTES, RETRY_AFTER
 
 
 def _reply(scope, status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -46,10 +46,9 @@ class BodyLimitMiddleware:
 class ConcurrencyLimitMiddleware:
     """429 with Retry-After once ``limit`` model requests are in hand (streams count until done)."""
 
-    def __init__(self, app, limit: int, retry_after: dict[str, str]):
+    def __init__(self, app, limit: int):
         self.app = app
         self.limit = limit
-        self.retry_after = retry_after
         self.active = 0
 
     async def __call__(self, scope, receive, send):
@@ -58,7 +57,7 @@ class ConcurrencyLimitMiddleware:
             return
         if self.active >= self.limit:
             message = f"server busy: {self.limit} requests are in progress, retry later"
-            await _reply(scope, 429, message, self.retry_after)(scope, receive, send)
+            await _reply(scope, 429, message, RETRY_AFTER)(scope, receive, send)
             return
         self.active += 1  # the event loop is single-threaded: no lock needed
         try:

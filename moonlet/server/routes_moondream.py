@@ -67,7 +67,7 @@ def build_router(state, dependencies) -> APIRouter:
             }
 
         async def events():
-            async for kind, value in job_events(job):
+            async for kind, value in job_events(job, request):
                 if kind == "text":
                     yield sse({"chunk": value, "completed": False})
                 elif kind == "done":

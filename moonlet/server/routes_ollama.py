@@ -146,7 +146,7 @@ def build_router(state, dependencies) -> APIRouter:
             }
 
         async def lines():
-            async for kind, value in job_events(job):
+            async for kind, value in job_events(job, request):
                 if kind == "text":
                     yield ndjson({"model": name, "created_at": now_rfc3339(), **shape(value), "done": False})
                 elif kind == "done":

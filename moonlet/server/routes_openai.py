@@ -167,7 +167,7 @@ def build_router(state, dependencies) -> APIRouter:
 
         async def events():
             yield chunk({"role": "assistant", "content": ""})
-            async for kind, value in job_events(job):
+            async for kind, value in job_events(job, request):
                 if kind == "text":
                     yield chunk({"content": value})
                 elif kind == "done":

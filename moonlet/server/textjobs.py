@@ -67,29 +67,8 @@ async def start_text(
     return job
 
 
-async def finish_text(job: TextJob, fields: dict[str, str], request: Request | None = None) -> TextResult:
-    """The final result of a non-streaming job, errors mapped to ApiError; 504 past its deadline.
-
-    With ``request``, a client that hangs up stops its row instead of leaving it running.
-    """
-    result = asyncio.ensure_future(job.result())
-    waiters = {result}
-    if request is not None:
-        waiters.add(asyncio.ensure_future(_disconnected(request)))
-    try:
-        done, _ = await asyncio.wait(waiters, timeout=remaining(job), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in waiters:
-            task.cancel()
-    if result not in done:
-        job.cancelled = True
-        if not done:
-            raise timed_out(job.deadline - job.figures.created)
-        raise ApiError(499, "client closed the request")
-    try:
-        return result.result()
-    except Exception as exc:
-        raise model_error(exc, **fields) from None
+class ClientGone(Exception):
+    """The client hung up before its reply was complete."""
 
 
 async def _disconnected(request: Request) -> None:
@@ -98,23 +77,63 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-async def job_events(job: TextJob) -> AsyncIterator[tuple[str, Any]]:
-    """("text", piece)… then ("done", TextResult) or ("error", message); stops the row on disconnect."""
+async def _next_event(job: TextJob, disconnect: asyncio.Future | None) -> tuple[str, Any]:
+    """The job's next event; TimeoutError past its deadline, ClientGone once ``disconnect`` is done."""
+    event = asyncio.ensure_future(job.channel.get())
+    waiters = {event} if disconnect is None else {event, disconnect}
+    done, _ = await asyncio.wait(waiters, timeout=remaining(job), return_when=asyncio.FIRST_COMPLETED)
+    if event in done:
+        return event.result()
+    event.cancel()  # nothing was taken from the queue
+    if not done:
+        raise asyncio.TimeoutError
+    raise ClientGone
+
+
+async def _events(job: TextJob, request: Request | None) -> AsyncIterator[tuple[str, Any]]:
+    """The job's events until it ends; its row is stopped when the client goes or time runs out."""
+    disconnect = asyncio.ensure_future(_disconnected(request)) if request is not None else None
     try:
         while True:
-            try:
-                kind, value = await asyncio.wait_for(job.channel.get(), remaining(job))
-            except asyncio.TimeoutError:
-                yield "error", timed_out(job.deadline - job.figures.created).message
-                return
-            if kind == "error":
-                yield "error", model_error(value).message
-                return
+            kind, value = await _next_event(job, disconnect)
             yield kind, value
-            if kind == "done":
+            if kind in ("done", "error"):
                 return
     finally:
         job.cancelled = True
+        if disconnect is not None:
+            disconnect.cancel()
+
+
+async def finish_text(job: TextJob, fields: dict[str, str], request: Request | None = None) -> TextResult:
+    """The final result of a non-streaming job, errors mapped to ApiError; 504 past its deadline.
+
+    With ``request``, a client that hangs up stops its row instead of leaving it running.
+    """
+    try:
+        async for kind, value in _events(job, request):
+            if kind == "done":
+                return value
+            if kind == "error":
+                raise model_error(value, **fields)
+    except asyncio.TimeoutError:
+        raise timed_out(job.deadline - job.figures.created) from None
+    except ClientGone:
+        raise ApiError(499, "client closed the request") from None
+    raise ApiError(500, "the job ended without a result")
+
+
+async def job_events(job: TextJob, request: Request | None = None) -> AsyncIterator[tuple[str, Any]]:
+    """("text", piece)… then ("done", TextResult) or ("error", message); stops the row on disconnect."""
+    try:
+        async for kind, value in _events(job, request):
+            if kind == "started":
+                continue
+            yield kind, (model_error(value).message if kind == "error" else value)
+    except asyncio.TimeoutError:
+        yield "error", timed_out(job.deadline - job.figures.created).message
+    except ClientGone:
+        return
 
 
 def sse(data: Any) -> str:
