@@ -14,7 +14,6 @@ from .rows import Task, decode, infer_rows
 from .sink import ShardSink
 
 RECORD_COLUMNS = ("key", "image", "question", "object")
-DECODE_CPUS = 0.25
 
 
 @dataclass
@@ -102,7 +101,7 @@ def run_pipeline(source, out: str, task: Task = Task(), *, model=None, revision=
     ``gpus_per_worker`` defaults to 1 when the cluster has GPUs, else 0 (actors run on CPU).
     ``limit`` stops after that many new inputs (the rest is left for a rerun)."""
     import ray
-    from ray.data import ActorPoolStrategy
+    from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
     sink = ShardSink(out, fmt)
     summary = Summary()
@@ -115,9 +114,11 @@ def run_pipeline(source, out: str, task: Task = Task(), *, model=None, revision=
         device = "cuda"
     task = replace(task, model=task.model or model, revision=task.revision or revision)
     load = {"model": model, "revision": revision, "device": device or "cpu", "dtype": dtype}
-    # Decoding asks for a different CPU share than the actors so Ray Data keeps it a separate
-    # stage of tasks (operators with equal resources would be fused into the actors).
-    ds = ds.map_batches(_decode_batch, batch_size=batch_size, batch_format="pyarrow", num_cpus=DECODE_CPUS)
+    # Decode tasks reserve no CPU: they cannot then wait forever behind actors holding every CPU,
+    # and their resources differ from the actors', so Ray Data keeps them a separate stage rather
+    # than fusing them into the actors. The pool size bounds how many run at once.
+    ds = ds.map_batches(_decode_batch, batch_size=batch_size, batch_format="pyarrow", num_cpus=0,
+                        compute=TaskPoolStrategy(size=max(2, 2 * workers)))
     ds = ds.map_batches(_Infer, fn_constructor_kwargs={"task": task, "load": load}, batch_size=batch_size,
                         batch_format="pyarrow", compute=ActorPoolStrategy(size=workers),
                         num_gpus=gpus_per_worker, num_cpus=cpus_per_worker)
