@@ -314,3 +314,17 @@ def test_graceful_shutdown_finishes_in_flight_requests():
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_load_test_script_reports_every_request(tmp_path, capsys):
+    """The loopback load test at 1× and 2× capacity: nothing lost, the server's count equals the clients'."""
+    if not MODEL_DIR.is_dir():
+        pytest.skip("golden model missing")
+    from moonlet.server.loadtest import main
+
+    code = main(["--model", str(MODEL_DIR), "--max-concurrent", "2", "--levels", "1", "2", "--seconds", "1.0", "--max-tokens", "4"])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["loadtest"]
+    assert code == 0 and [r["clients"] for r in report] == [2, 4]
+    for row in report:
+        assert row["lost"] == 0 and row["server_answered"] == row["answered"] > 0
+    assert report[1]["statuses"].get("429", 0) > 0  # twice the capacity is refused in part, politely
