@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ..cli_batch import _progress
 from .inputs import list_records
 from .rows import Task, decode, infer_rows
 from .sink import ShardSink
@@ -122,7 +123,7 @@ def run_pipeline(source, out: str, task: Task = Task(), *, model=None, revision=
     ds = ds.map_batches(_Infer, fn_constructor_kwargs={"task": task, "load": load}, batch_size=batch_size,
                         batch_format="pyarrow", compute=ActorPoolStrategy(size=workers),
                         num_gpus=gpus_per_worker, num_cpus=cpus_per_worker)
-    bar = _bar(progress)
+    bar = _progress(None, 0) if progress else None
     pending: list[dict] = []
 
     def flush():
@@ -143,13 +144,3 @@ def run_pipeline(source, out: str, task: Task = Task(), *, model=None, revision=
     if bar is not None:
         bar.close()
     return summary
-
-
-def _bar(show: bool):
-    if not show:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(unit="image", desc="batch (ray)")

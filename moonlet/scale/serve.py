@@ -39,8 +39,9 @@ def start(args: argparse.Namespace, options: dict):
     import ray
     from ray import serve
 
-    if not ray.is_initialized():
-        ray.init(address=getattr(args, "ray", None), log_to_driver=False)  # None: $RAY_ADDRESS or a local instance
+    from .cli import connect
+
+    connect(args.ray)  # None: $RAY_ADDRESS, else a local instance
     gpus = args.gpus_per_replica
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
