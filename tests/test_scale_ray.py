@@ -4,6 +4,7 @@ deployment answers the official moondream client. One local Ray instance (2 CPUs
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 from pathlib import Path
@@ -131,10 +132,7 @@ def test_serve_replica_answers_the_moondream_client(model_dir, images):
     md = moondream.vl(endpoint=f"http://127.0.0.1:{port}/v1", api_key=KEY)
     picture = Image.open(images / "000.png").convert("RGB")
     local = moonlet.load(model_dir, device="cpu")
-    jpeg = md.encode_image(picture).image_url  # the data URL the client sends, decoded the same way here
-    import base64
-
-    sent = base64.b64decode(jpeg.split(",", 1)[1])
+    sent = base64.b64decode(md.encode_image(picture).image_url.split(",", 1)[1])  # the JPEG the client sends
     assert md.caption(picture, settings=GREEDY)["caption"] == local.caption(sent, settings=GREEDY)["caption"]
     expected = local.query(sent, "What is this?", settings=GREEDY)["answer"]
     pieces = list(md.query(picture, "What is this?", stream=True, settings=GREEDY)["answer"])
