@@ -22,13 +22,16 @@ def load(
     dtype: str | torch.dtype | None = None,
     config: MoondreamConfig | dict | None = None,
     tokenizer=None,
+    compile: bool = False,
 ) -> Moondream:
     """Load a model: a local directory or ``.safetensors`` file, a hub id such as
     ``vikhyatk/moondream2`` (with ``revision``), or the embedded model when ``model`` is None.
 
     ``device`` defaults to CUDA when available; ``dtype`` to the checkpoint's dtype on GPU and
-    float32 on CPU. ``tokenizer`` overrides the checkpoint's tokenizer.
+    float32 on CPU. ``tokenizer`` overrides the checkpoint's tokenizer. ``compile`` runs the
+    vision encoder and each decode step through ``torch.compile`` (CUDA graphs on GPU): slower
+    first calls, faster steady state; for servers and long jobs.
     """
     net, own_tokenizer, resolved = load_model(model, revision, device, dtype, config)
     name = str(model) if model is not None else "moonlet-nano"
-    return Moondream(net, tokenizer if tokenizer is not None else own_tokenizer, name=name)
+    return Moondream(net, tokenizer if tokenizer is not None else own_tokenizer, name=name, compile=compile)

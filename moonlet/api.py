@@ -41,11 +41,14 @@ class Moondream:
         tokenizer: Tokenizer | None,
         prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
         name: str | None = None,
+        compile: bool = False,
     ):
         self.model = model
         self.config = model.config
         self.tokenizer = Tokenizer(tokenizer) if tokenizer is not None else None
-        self.engine = Engine(model)
+        self.engine = Engine(model, compile=compile)
+        if compile:
+            model.vision.compile(dynamic=False)  # in place: parameter names stay as they are
         self.prefix_cache = PrefixCache(prefix_cache_bytes)
         self.name = name
 

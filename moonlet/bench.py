@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .config import MoondreamConfig
-from .engine import EncodedImage, Engine, TextRequest
+from .engine import bucket, EncodedImage, Engine, TextRequest
 from .image import Crops, pool_to_grid, reconstruct_from_crops
 from .layers import MLP
 from .loading import load_model, parse_dtype
@@ -231,6 +231,7 @@ class Plan:
         self.device, self.dtype, self.config = device, dtype, config
         self.repeats, self.warmup = args.repeats, args.warmup
         self.new_tokens = args.new_tokens
+        self.compile = getattr(args, "compile", False)
         self.batch_sizes = [int(b) for b in str(args.batch_sizes).split(",") if b.strip()]
         single = config.vision.crop_scheme == "single"  # 2024-03-13: one stretched crop per image
         if not single and args.crops < 2:
@@ -258,7 +259,9 @@ class Plan:
 
 @torch.inference_mode()
 def measure_moonlet(model: MoondreamModel, plan: Plan) -> dict:
-    engine, route = Engine(model), "moonlet"
+    engine, route = Engine(model, compile=plan.compile), "moonlet"
+    if plan.compile:  # compiled on the untimed warm-up runs
+        model.vision.compile(dynamic=False)
     pixels_one = plan.one_crop.normalized()[:1].to(plan.device, plan.dtype)
     pixels_many = plan.crops.normalized().to(plan.device, plan.dtype)
     out = {
@@ -281,7 +284,8 @@ def measure_moonlet(model: MoondreamModel, plan: Plan) -> dict:
     out["ttft_cached_ms"] = plan.time_ms(f"{route} ttft_cached_ms", lambda: engine.generate([request(encoded, 1)]))
     decode = {}
     for batch in plan.batch_sizes:
-        if not plan.fits("moonlet", batch, batch * kv_bytes_per_slot(model.config, plan.dtype)):
+        needed = bucket(encoded.length + len(plan.prompt) + plan.new_tokens, engine.context)  # the engine's sized cache
+        if not plan.fits("moonlet", batch, batch * kv_bytes_per_slot(model.config, plan.dtype, needed)):
             continue
         intervals = []
         for run in range(plan.warmup + plan.repeats):
@@ -664,6 +668,7 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5, help="timed runs per figure; the median is reported")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs before timing")
     p.add_argument("--quant", choices=["none", "int8", "int4"], default="none", help="quantise moonlet's weights")
+    p.add_argument("--compile", action="store_true", help="torch.compile moonlet's vision encoder and decode step (CUDA graphs on GPU); needs --warmup >= 1")
     p.add_argument("--quant-parts", default="text", help="parts to quantise: text,vision,region (default text)")
     p.add_argument("--hf-cache", choices=["auto", "static", "dynamic"], default="auto",
                    help="transformers KV cache (auto: static on GPU, dynamic on CPU)")

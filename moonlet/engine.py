@@ -52,10 +52,30 @@ class _Row:
     done: bool = False
 
 
+KV_BUCKET = 64  # attention lengths and cache sizes are rounded up to this, so shapes repeat
+
+
+def bucket(length: int, limit: int) -> int:
+    """``length`` rounded up to a multiple of KV_BUCKET, at most ``limit``."""
+    return min(limit, -(-length // KV_BUCKET) * KV_BUCKET)
+
+
 class Engine:
-    def __init__(self, model: MoondreamModel):
+    """Text generation and region decoding over one model.
+
+    ``compile``: run each decode step through ``torch.compile`` (CUDA graphs on GPU, via
+    ``mode="reduce-overhead"``). Attention lengths are bucketed, so a compiled step is reused
+    for every step of a bucket; the first step of each new (batch size, bucket) compiles.
+    """
+
+    def __init__(self, model: MoondreamModel, compile: bool = False):
         self.model = model
         self.cache: KVCache | None = None
+        self.compiled = compile
+        self._decode = self._decode_step
+        if compile:
+            mode = "reduce-overhead" if model.device.type == "cuda" else None
+            self._decode = torch.compile(self._decode_step, mode=mode, dynamic=False)
 
     @property
     def context(self) -> int:
@@ -77,11 +97,18 @@ class Engine:
 
     # --- text generation ------------------------------------------------------------------
 
-    def _ensure_slots(self, count: int) -> KVCache:
-        """The shared cache with at least ``count`` rows, allocated once and grown only for larger batches."""
-        if self.cache is None or self.cache.slots < count or self.cache.keys.device != self.model.device:
+    def _ensure_slots(self, count: int, length: int) -> KVCache:
+        """The shared cache with at least ``count`` rows of ``length`` positions; reallocated only
+        when a batch needs more rows or positions than it has."""
+        cache = self.cache
+        if cache is None or cache.slots < count or cache.context < length or cache.keys.device != self.model.device:
+            slots = max(count, cache.slots if cache is not None else 0)
+            context = max(length, cache.context if cache is not None else 0)
             self.cache = None  # free the old one first
-            self.cache = KVCache.allocate(self.model.config.text, count, self.model.device, self.model.dtype)
+            self.cache = KVCache.allocate(self.model.config.text, slots, self.model.device, self.model.dtype, context)
+            if self.compiled and self.model.device.type == "cuda":  # CUDA graphs write it in place
+                torch._dynamo.mark_static_address(self.cache.keys)
+                torch._dynamo.mark_static_address(self.cache.values)
         return self.cache
 
     def check_fits(self, prefix_length: int, prompt_length: int) -> None:
@@ -96,46 +123,63 @@ class Engine:
 
     def _start(self, requests: Sequence[TextRequest]) -> tuple[list[_Row], torch.Tensor, torch.Tensor]:
         """Copy each prefix into its cache row and prefill every prompt; returns rows, last hidden, logits."""
-        cache = self._ensure_slots(len(requests))
+        for request in requests:
+            self.check_fits(request.prefix.length, len(request.prompt))
+        # Right-pad the prompts to one width; each row needs its prefix, the padded prompt and
+        # its new tokens (padded keys land beyond the row's end and are overwritten in turn).
+        width = max(len(r.prompt) for r in requests)
+        needed = max(r.prefix.length + width + r.settings.max_tokens for r in requests)
+        cache = self._ensure_slots(len(requests), bucket(needed, self.context))
         device = self.model.device
         rows = []
         for index, request in enumerate(requests):
-            self.check_fits(request.prefix.length, len(request.prompt))
             cache.copy_rows(request.prefix.cache, slice(0, 1), slice(index, index + 1), request.prefix.length)
             generator = None
             if request.settings.seed is not None:
                 generator = torch.Generator(device=device).manual_seed(int(request.settings.seed))
             rows.append(_Row(request, request.prefix.length + len(request.prompt), generator))
-        # Right-pad the prompts. Padded keys land beyond each row's end (clamped to the last
-        # context slot) and are overwritten before any query can see them.
-        width = max(len(r.prompt) for r in requests)
         ids = torch.full((len(requests), width), requests[0].stop_ids[0] if requests[0].stop_ids else 0)
         positions = torch.zeros((len(requests), width), dtype=torch.long)
         for index, request in enumerate(requests):
             ids[index, : len(request.prompt)] = torch.tensor(list(request.prompt))
-            positions[index] = (request.prefix.length + torch.arange(width)).clamp(max=self.context - 1)
+            positions[index] = (request.prefix.length + torch.arange(width)).clamp(max=cache.context - 1)
+        kv_len = bucket(int(positions.max()) + 1, cache.context)  # host tensor: no device sync
         ids, positions = ids.to(device), positions.to(device)
-        hidden = self._forward(self.model.embed_tokens(ids), positions, len(requests))
+        hidden = self._forward(self.model.embed_tokens(ids), positions, len(requests), kv_len)
         last = torch.tensor([len(r.prompt) - 1 for r in requests], device=device)
         hidden = hidden[torch.arange(len(requests), device=device), last]  # B, dim
         return rows, hidden, self.model.logits(hidden)
 
-    def _forward(self, embeddings: torch.Tensor, positions: torch.Tensor, batch: int) -> torch.Tensor:
-        """Prompt and decode tokens are always causal: the bidirectional block is the prefix's alone."""
+    def _forward(self, embeddings: torch.Tensor, positions: torch.Tensor, batch: int, kv_len: int) -> torch.Tensor:
+        """Prompt and decode tokens are always causal: the bidirectional block is the prefix's alone.
+        Keys past a row's own position are masked, so a bucketed ``kv_len`` changes nothing."""
         return self.model.forward_embeddings(
-            embeddings, positions, self.cache, rows=slice(0, batch), kv_len=int(positions.max()) + 1, mask_prefix_len=0
+            embeddings, positions, self.cache, rows=slice(0, batch), kv_len=kv_len, mask_prefix_len=0
         )
 
-    def _step(self, rows: list[_Row], embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Feed one embedding (B, dim) per row at its position; returns hidden (B, dim), logits (B, V).
+    def _decode_step(self, ids: torch.Tensor, positions: torch.Tensor, kv_len: int) -> torch.Tensor:
+        """One token per row: ids (B,) at positions (B, 1) → logits (B, V). Compiled when asked."""
+        hidden = self._forward(self.model.embed_tokens(ids)[:, None], positions, ids.shape[0], kv_len)
+        return self.model.logits(hidden[:, 0])
 
-        Finished rows are fed at their last position (their output is ignored) and do not advance.
-        """
-        positions = torch.tensor([[min(r.position, self.context - 1)] for r in rows], device=self.model.device)
-        hidden = self._forward(embeddings[:, None], positions, len(rows))[:, 0]
+    def _advance(self, rows: list[_Row]) -> tuple[torch.Tensor, int]:
+        """Positions (B, 1) to feed each row's next token at, and the attention length; rows
+        still running move on. Finished rows are fed at their last position (output ignored)."""
+        last = self.cache.context - 1
+        fed = [min(r.position, last) for r in rows]  # host ints: the attention length needs no sync
         for row in rows:
             if not row.done:
                 row.position += 1
+        return torch.tensor(fed, device=self.model.device)[:, None], bucket(max(fed) + 1, self.cache.context)
+
+    def _step(self, rows: list[_Row], ids: torch.Tensor) -> torch.Tensor:
+        """Feed one token id per row; returns logits (B, V)."""
+        return self._decode(ids, *self._advance(rows))
+
+    def _step_embeddings(self, rows: list[_Row], embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Feed one embedding (B, dim) per row; returns hidden (B, dim) and logits (B, V)."""
+        positions, kv_len = self._advance(rows)
+        hidden = self._forward(embeddings[:, None], positions, len(rows), kv_len)[:, 0]
         return hidden, self.model.logits(hidden)
 
     def _select(self, rows: list[_Row], logits: torch.Tensor, first: bool) -> list[int]:
@@ -176,14 +220,14 @@ class Engine:
                     continue
                 row.tokens.append(token)
                 step.append(token)
-                if len(row.tokens) >= row.request.settings.max_tokens or row.position >= self.context:
+                if len(row.tokens) >= row.request.settings.max_tokens or row.position >= self.cache.context:
                     row.done = True
             if any(t is not None for t in step):
                 yield step
             if all(r.done for r in rows):
                 return
             feed = torch.tensor([t if t is not None else 0 for t in chosen], device=self.model.device)
-            _, logits = self._step(rows, self.model.embed_tokens(feed))
+            logits = self._step(rows, feed)
 
     def generate(self, requests: Sequence[TextRequest]) -> list[list[int]]:
         """Generated ids per request (the stop id only with ``keep_stop``)."""
@@ -208,24 +252,25 @@ class Engine:
         region = self.model.region
         if region is None:
             raise ValueError("this model has no region head")
-        greedy = SamplingSettings(max_tokens=1, temperature=0.0, top_p=1.0)
-        rows, hidden, logits = self._start([TextRequest(prefix, prompt, greedy)])
         per_object = 3 if with_size else 2
+        room = self.context - prefix.length - len(prompt)  # the cache is sized for every object
+        greedy = SamplingSettings(max_tokens=max(1, min(max_objects * per_object + 1, room)), temperature=0.0, top_p=1.0)
+        rows, hidden, logits = self._start([TextRequest(prefix, prompt, greedy)])
         results: list[dict[str, float]] = []
         while int(logits.argmax(-1)[0]) != eos_id and len(results) < max_objects:
-            if rows[0].position + per_object > self.context:
+            if rows[0].position + per_object > self.cache.context:
                 break
             x = region.decode_coordinate(hidden)
-            hidden, _ = self._step(rows, region.encode_coordinate(x))
+            hidden, _ = self._step_embeddings(rows, region.encode_coordinate(x))
             y = region.decode_coordinate(hidden)
             feed = region.encode_coordinate(y)
             if with_size:
-                hidden, _ = self._step(rows, feed)
+                hidden, _ = self._step_embeddings(rows, feed)
                 w, h = region.decode_size(hidden)[0].tolist()
                 feed = region.encode_size(torch.tensor([[w, h]], device=hidden.device))
                 cx, cy = float(x[0]), float(y[0])
                 results.append({"x_min": cx - w / 2, "y_min": cy - h / 2, "x_max": cx + w / 2, "y_max": cy + h / 2})
             else:
                 results.append({"x": float(x[0]), "y": float(y[0])})
-            hidden, logits = self._step(rows, feed)
+            hidden, logits = self._step_embeddings(rows, feed)
         return results

@@ -45,7 +45,7 @@ def test_full_forward_equals_prefill_then_decode(model):
     rows, _, logits = model.engine._start([request])
     stepped = [logits[0]]
     for token in case["answer_ids"][:5]:
-        _, logits = model.engine._step(rows, net.embed_tokens(torch.tensor([token])))
+        logits = model.engine._step(rows, torch.tensor([token]))
         stepped.append(logits[0])
     assert (torch.stack(stepped) - full).abs().max().item() < 1e-4
 

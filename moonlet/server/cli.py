@@ -40,6 +40,7 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--revision", help="hub revision (tag, branch or commit)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if available)")
     p.add_argument("--dtype", help="float32, bfloat16 or float16 (default: bf16 on GPU, float32 on CPU)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the vision encoder and decode step (CUDA graphs on GPU); the first requests compile")
     scale = p.add_argument_group("replicas (Ray Serve; pip install 'moonlet[scale]'; docs/scale.md)")
     scale.add_argument("--replicas", type=int, help="serve N replicas, each with its own model, through Ray Serve")
     scale.add_argument("--gpus-per-replica", type=float, help="GPUs per replica (default: 1 if the Ray cluster has GPUs, else 0)")
@@ -88,7 +89,7 @@ def run_serve(args: argparse.Namespace) -> int:
         from ..scale.serve import run_replicas
 
         return run_replicas(args, options)  # each replica loads the model and builds create_app(model, **options)
-    model = moonlet.load(args.model, revision=args.revision, device=args.device, dtype=args.dtype)
+    model = moonlet.load(args.model, revision=args.revision, device=args.device, dtype=args.dtype, compile=args.compile)
     app = create_app(model, **options)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     root = f"http://{shown}:{args.port}"
