@@ -18,27 +18,34 @@ def add_ray_batch_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--limit", type=int, help="stop after this many new images (a rerun does the rest)")
 
 
+class RayMissingError(ValueError):
+    def __init__(self):
+        super().__init__("--ray needs Ray; pip install 'moonlet[scale]'")
+
+
 def connect(address: str | None) -> None:
     """``ray.init`` for ``--ray``: "local" starts a local instance; an address joins a cluster."""
-    import ray
+    try:
+        import ray
+    except ImportError:
+        raise RayMissingError() from None
 
     if not ray.is_initialized():
         ray.init(address=None if address in (None, "local") else address, log_to_driver=False)
 
 
 def run_ray_batch(args: argparse.Namespace) -> int:
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        print("moonlet: error: --ray needs Ray; pip install 'moonlet[scale]'", file=sys.stderr)
-        return 2
     from .pipeline import run_pipeline
     from .rows import Task
 
     if min(args.workers, args.batch_size, args.shard_rows) < 1:
         print("moonlet: error: --workers, --batch-size and --shard-rows must be positive", file=sys.stderr)
         return 2
-    connect(args.ray)
+    try:
+        connect(args.ray)
+    except RayMissingError as exc:
+        print(f"moonlet: error: {exc}", file=sys.stderr)
+        return 2
     summary = run_pipeline(
         args.source, args.out, Task.from_args(args), model=args.model, revision=args.revision, device=args.device,
         dtype=args.dtype, workers=args.workers, gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
