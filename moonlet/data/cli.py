@@ -25,6 +25,17 @@ def _size(text: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
+def _objects(text: str) -> tuple[int, int]:
+    try:
+        low, _, high = text.partition("-")
+        bounds = int(low), int(high or low)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad object count {text!r}; use N or MIN-MAX") from None
+    if not 1 <= bounds[0] <= bounds[1]:
+        raise argparse.ArgumentTypeError(f"bad object count {text!r}; need 1 <= MIN <= MAX")
+    return bounds
+
+
 def _non_negative(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -51,6 +62,7 @@ def add_data_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--shard-size", type=_positive, default=1000, help="scenes per JSONL shard (default 1000)")
     p.add_argument("--size", type=_size, default=(256, 256), help="image size, N or WxH (default 256)")
     p.add_argument("--questions", type=_non_negative, default=10, help="questions per scene (default 10)")
+    p.add_argument("--objects", type=_objects, default=(1, 6), help="objects per scene, N or MIN-MAX (default 1-6)")
     p.add_argument("--no-truth", action="store_true", help="do not write ground truth under truth/")
     p.add_argument("--force", action="store_true", help="replace a dataset already in --out")
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
@@ -68,7 +80,7 @@ def _generate(args) -> int:
     from .config import AnnotationConfig, SceneConfig
     from .shards import generate_dataset
 
-    scene_config = SceneConfig(width=args.size[0], height=args.size[1])
+    scene_config = SceneConfig(width=args.size[0], height=args.size[1], min_objects=args.objects[0], max_objects=args.objects[1])
     annotation_config = AnnotationConfig(questions=args.questions)
     examples = None
     if args.ray:
