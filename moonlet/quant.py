@@ -367,20 +367,73 @@ def golden_accuracy(
     return rows
 
 
+def answer_agreement(
+    model_dir, data, mode: str = "int8", include: Iterable[str] = ("text",), dtype: str = "bfloat16",
+    limit: int = 1000, batch_size: int = 16, max_tokens: int = 32, kernel: str = "auto", group_size: int = 128,
+) -> dict:
+    """Greedy answers of the model quantised with ``mode`` against the unquantised model in the same
+    ``dtype``, on the first ``limit`` questions of a dataset (``docs/data.md`` format): the share
+    that are identical, per question type, and against the dataset's answers for both."""
+    import moonlet
+
+    from .data.reader import iter_rows
+
+    rows = [row for row in iter_rows(data) if row.kind == "query"][:limit]
+    if not rows:
+        raise ValueError(f"no questions found in {data}")
+    settings = {"temperature": 0, "max_tokens": max_tokens}
+
+    def answers(model) -> list[str]:
+        out: list[str] = []
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            out += [a["answer"].strip() for a in model.batch_query([(r.image, r.question) for r in chunk], settings)]
+        return out
+
+    reference = answers(moonlet.load(model_dir, device="cpu", dtype=dtype))
+    quantised_model = moonlet.load(model_dir, device="cpu", dtype=dtype)
+    quantize_(quantised_model, mode, include, group_size=group_size, kernel=kernel)
+    quantised = answers(quantised_model)
+    by_type: dict[str, list[int]] = {}
+    for row, a, b in zip(rows, reference, quantised):
+        by_type.setdefault(row.type or "untyped", []).append(int(a == b))
+    truth = [(r.answer or "").strip() for r in rows]
+    return {
+        "mode": mode, "dtype": dtype, "include": list(include), "questions": len(rows),
+        "agreement": sum(a == b for a, b in zip(reference, quantised)) / len(rows),
+        "agreement_by_type": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_type.items())},
+        "reference_exact": sum(a == t for a, t in zip(reference, truth)) / len(rows),
+        "quantised_exact": sum(b == t for b, t in zip(quantised, truth)) / len(rows),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m moonlet.quant MODEL_DIR CASES_DIR``: golden accuracy of each mode, a table and a JSON line."""
+    """``python -m moonlet.quant MODEL_DIR CASES_DIR``: golden accuracy of each mode, a table and a
+    JSON line. ``python -m moonlet.quant MODEL_DIR --data DATASET``: greedy answer agreement of each
+    quantised mode with the unquantised model on the dataset's questions."""
     import argparse
     import json
 
     parser = argparse.ArgumentParser(prog="python -m moonlet.quant", description=main.__doc__)
     parser.add_argument("model_dir")
-    parser.add_argument("cases_dir")
+    parser.add_argument("cases_dir", nargs="?", help="golden cases directory (expected.json and its images)")
+    parser.add_argument("--data", help="a dataset to measure answer agreement on instead of golden cases")
+    parser.add_argument("--limit", type=int, default=1000, help="questions of --data to use (default 1000)")
     parser.add_argument("--include", default="text", help="parts to quantise (default text)")
-    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--dtype", default=None, help="float32 for golden cases, bfloat16 for --data (defaults)")
     parser.add_argument("--kernel", default="auto", choices=KERNELS)
     parser.add_argument("--group-size", type=int, default=128, help="int4 group size (default 128)")
     parser.add_argument("--modes", default="none,int8,int4", help="modes to compare (default none,int8,int4)")
     args = parser.parse_args(argv)
+    if args.data:
+        for mode in [m for m in args.modes.split(",") if m != "none"]:
+            result = answer_agreement(args.model_dir, args.data, mode, args.include.split(","), args.dtype or "bfloat16",
+                                      args.limit, kernel=args.kernel, group_size=args.group_size)
+            print(json.dumps(result))
+        return 0
+    if not args.cases_dir:
+        parser.error("give CASES_DIR or --data")
+    args.dtype = args.dtype or "float32"
     report = {}
     for mode in args.modes.split(","):
         rows = golden_accuracy(

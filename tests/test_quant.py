@@ -169,3 +169,16 @@ def test_int4_golden_logits(golden_cases_dir):
     (1 to 12 tokens agree; its first-token margins are as small as 0.49)."""
     for row in golden_accuracy(GOLDEN / "model", golden_cases_dir, "int4"):
         assert row["rel_max_err"] < INT4_LOGIT_BOUND, row
+
+
+def test_int8_answers_agree_with_bfloat16_on_embedded_model_questions(tmp_path):
+    """The agreement measure behind docs/benchmarks.md, on a few generated scenes."""
+    from moonlet.data.shards import generate_dataset
+    from moonlet.quant import answer_agreement
+
+    generate_dataset(tmp_path / "scenes", 3, seed=4242, truth=False)
+    result = answer_agreement(None, tmp_path / "scenes", "int8", limit=24, batch_size=8, max_tokens=16)
+    assert result["questions"] == 24 and set(result["agreement_by_type"]) <= {
+        "color", "count", "count_relative", "exists", "position", "read", "relative_object", "shape", "where"}
+    assert result["agreement"] >= 0.75
+    assert abs(result["reference_exact"] - result["quantised_exact"]) <= 0.25
