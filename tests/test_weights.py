@@ -58,6 +58,30 @@ def test_wrong_shape_is_named(tmp_path, golden_dir):
         moonlet.load(path, device="cpu")
 
 
+def test_non_float_tensors_are_refused(tmp_path, golden_dir):
+    def edit(t):
+        t["model.vision.pos_emb"] = torch.zeros(t["model.vision.pos_emb"].shape, dtype=torch.int8)
+
+    path = _copy_checkpoint(tmp_path, edit)
+    with pytest.raises(WeightsError, match=r"(?s)non-float tensors.*model.vision.pos_emb \(torch.int8\)"):
+        moonlet.load(path, device="cpu")
+
+
+def test_code_shipped_with_a_checkpoint_is_never_run(tmp_path, golden_dir):
+    """A checkpoint may carry remote-code files and an ``auto_map`` (the hub's moondream2 does):
+    loading reads config.json and safetensors only."""
+    path = _copy_checkpoint(tmp_path, lambda t: None)
+    marker = tmp_path / "executed"
+    payload = f"open({str(marker)!r}, 'w').write('ran')\n"
+    for name in ("hf_moondream.py", "moondream.py", "modeling_moondream.py", "configuration_moondream.py", "__init__.py"):
+        (path / name).write_text(payload)
+    config = json.loads((path / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "hf_moondream.HFMoondreamConfig", "AutoModelForCausalLM": "hf_moondream.HFMoondream"}
+    (path / "config.json").write_text(json.dumps(config))
+    model = moonlet.load(path, device="cpu")
+    assert model.model is not None and not marker.exists()
+
+
 def test_config_that_does_not_match_weights_names_both(tmp_path, golden_dir):
     path = _copy_checkpoint(tmp_path, lambda t: None)
     config = json.loads((path / "config.json").read_text())
