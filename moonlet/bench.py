@@ -415,8 +415,8 @@ class HFRoute:
 @torch.inference_mode()
 def measure_transformers(hf: HFRoute, plan: Plan) -> dict:
     route = "transformers"
-    pixels_one = plan.one_crop.normalized()[:1].to(plan.device, plan.dtype)
-    pixels_many = plan.crops.normalized().to(plan.device, plan.dtype)
+    pixels_one = plan.one_crop.normalized()[:1].to(plan.device, hf.dtype)
+    pixels_many = plan.crops.normalized().to(plan.device, hf.dtype)
     out = {
         "vision_1crop_ms": plan.time_ms(f"{route} vision_1crop_ms", lambda: hf.siglip(pixel_values=pixels_one)),
         "vision_many_ms": plan.time_ms(f"{route} vision_many_ms", lambda: hf.siglip(pixel_values=pixels_many)),
@@ -438,7 +438,7 @@ def measure_transformers(hf: HFRoute, plan: Plan) -> dict:
     out["ttft_cached_ms"] = plan.time_ms(f"{route} ttft_cached_ms", lambda: hf.generate(ids, copy.deepcopy(encoded), 1))
     decode = {}
     for batch in plan.batch_sizes:
-        if not plan.fits("transformers", batch, 2 * batch * kv_bytes_per_slot(hf.config, plan.dtype, total)):
+        if not plan.fits("transformers", batch, 2 * batch * kv_bytes_per_slot(hf.config, hf.dtype, total)):
             continue
         if hf.cache_kind == "static":  # a batch-wide prefix, copied for each run
             base = hf.prefill(prefix.expand(batch, -1, -1), total)
@@ -524,9 +524,11 @@ def format_table(result: dict) -> str:
         + (f", {_fmt(100 * bw['transformers_fraction'])}% (transformers)" if bw.get("transformers_fraction") else "")
     )
     depth = result["depth"]
+    hf_dtype = (hf or {}).get("dtype")
+    hf_note = f" (transformers {hf_dtype})" if hf_dtype and hf_dtype != result["dtype"] else ""
     lines.append(
         f"{result['config']} dims, text {depth['text_layers']}/{depth['text_layers_full']} layers, vision "
-        f"{depth['vision_layers']}/{depth['vision_layers_full']}, {result['dtype']} on {result['device_name']}, "
+        f"{depth['vision_layers']}/{depth['vision_layers_full']}, {result['dtype']}{hf_note} on {result['device_name']}, "
         f"{result['threads']} threads, quant {result['quant']}; speed-up = transformers time / moonlet time"
     )
     lines += [f"skipped: {s}" for s in result["skipped"]]
@@ -593,8 +595,10 @@ def run_routes(args: argparse.Namespace, device: torch.device, dtype: torch.dtyp
         reset_peak(device)
         before = _mib(peak_bytes(device))
         cache = args.hf_cache if args.hf_cache != "auto" else ("static" if device.type == "cuda" else "dynamic")
-        hf = measure_transformers(HFRoute(plan.config, device, dtype, cache), plan)
+        hf_dtype = parse_dtype(args.hf_dtype, dtype)  # e.g. moonlet in bfloat16/int8 against transformers in float32
+        hf = measure_transformers(HFRoute(plan.config, device, hf_dtype, cache), plan)
         hf["peak_mem_mb"], hf["mem_before_mb"], hf["cache"] = _mib(peak_bytes(device)), before, cache
+        hf["dtype"] = str(hf_dtype).removeprefix("torch.")
         gc.collect()
     return plan, {"moonlet": ours, "transformers": hf, **facts}
 
@@ -670,6 +674,7 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--quant", choices=["none", "int8", "int4"], default="none", help="quantise moonlet's weights")
     p.add_argument("--compile", action="store_true", help="torch.compile moonlet's vision encoder and decode step (CUDA graphs on GPU); needs --warmup >= 1")
     p.add_argument("--quant-parts", default="text", help="parts to quantise: text,vision,region (default text)")
+    p.add_argument("--hf-dtype", help="dtype of the transformers route (default: --dtype)")
     p.add_argument("--hf-cache", choices=["auto", "static", "dynamic"], default="auto",
                    help="transformers KV cache (auto: static on GPU, dynamic on CPU)")
     p.add_argument("--skip-transformers", action="store_true", help="measure moonlet only")
