@@ -71,6 +71,10 @@ class Engine:
     def __init__(self, model: MoondreamModel, compile: bool = False):
         self.model = model
         self.cache: KVCache | None = None
+        # CPUs run half-precision attention far slower than float32 (2.4 against 0.4 ms for one
+        # decode step over 768 keys): keep keys and values in float32 there.
+        low = model.dtype in (torch.bfloat16, torch.float16)
+        self.cache_dtype = torch.float32 if low and model.device.type == "cpu" else model.dtype
         self.compiled = compile
         self._decode = self._decode_step
         if compile:
@@ -90,7 +94,7 @@ class Engine:
         ``bidirectional``: how many leading positions attend to each other both ways.
         """
         length = embeddings.shape[1]
-        cache = KVCache.allocate(self.model.config.text, 1, self.model.device, self.model.dtype, context=length)
+        cache = KVCache.allocate(self.model.config.text, 1, self.model.device, self.cache_dtype, context=length)
         positions = torch.arange(length, device=self.model.device)[None]
         self.model.forward_embeddings(embeddings, positions, cache, kv_len=length, mask_prefix_len=bidirectional)
         return EncodedImage(cache, length)
@@ -105,7 +109,7 @@ class Engine:
             slots = max(count, cache.slots if cache is not None else 0)
             context = max(length, cache.context if cache is not None else 0)
             self.cache = None  # free the old one first
-            self.cache = KVCache.allocate(self.model.config.text, slots, self.model.device, self.model.dtype, context)
+            self.cache = KVCache.allocate(self.model.config.text, slots, self.model.device, self.cache_dtype, context)
             if self.compiled and self.model.device.type == "cuda":  # CUDA graphs write it in place
                 torch._dynamo.mark_static_address(self.cache.keys)
                 torch._dynamo.mark_static_address(self.cache.values)

@@ -42,12 +42,11 @@ class TextAttention(nn.Module):
         q = apply_rotary(split_heads(q, self.n_heads), cos, sin)
         k = apply_rotary(split_heads(k, self.n_kv_heads), cos, sin)
         v = split_heads(v, self.n_kv_heads)
-        if layer_cache is not None:
+        if layer_cache is not None:  # attention runs in the cache's dtype (float32 on CPU)
             layer_cache.write(positions, k, v)
             k, v = layer_cache.read(mask.shape[-1])
-            k, v = k.to(q.dtype), v.to(q.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=self.n_kv_heads != self.n_heads)
-        return self.proj(merge_heads(out))
+        out = F.scaled_dot_product_attention(q.to(k.dtype), k, v, attn_mask=mask, enable_gqa=self.n_kv_heads != self.n_heads)
+        return self.proj(merge_heads(out).to(x.dtype))
 
 
 class TextBlock(nn.Module):
