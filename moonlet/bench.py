@@ -153,10 +153,21 @@ def peak_bytes(device: torch.device) -> int | None:
     """CUDA: max_memory_allocated; CPU: the process's peak resident set size (VmHWM)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device)
+    return _proc_status("VmHWM:")
+
+
+def resident_bytes(device: torch.device) -> int | None:
+    """CUDA: memory_allocated; CPU: the process's resident set size now (VmRSS)."""
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device)
+    return _proc_status("VmRSS:")
+
+
+def _proc_status(field: str) -> int | None:
     try:
         with open("/proc/self/status") as handle:
             for line in handle:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -583,9 +594,10 @@ def run_routes(args: argparse.Namespace, device: torch.device, dtype: torch.dtyp
     reset_peak(device)
     before = _mib(peak_bytes(device))
     model, full, quant = moonlet_model(args, device, dtype)
+    after_load = _mib(resident_bytes(device))  # the model loaded (and quantised), nothing run yet
     plan = Plan(args, model.config, device, dtype)
     ours = measure_moonlet(model, plan)
-    ours["peak_mem_mb"], ours["mem_before_mb"] = _mib(peak_bytes(device)), before
+    ours["peak_mem_mb"], ours["mem_before_mb"], ours["mem_after_load_mb"] = _mib(peak_bytes(device)), before, after_load
     kv_len = plan.config.prefix_len + len(plan.prompt) + plan.new_tokens // 2
     facts = {"per_token": decode_bytes_per_token(model, kv_len), "params": model.num_parameters(),
              "full": full, "quant": quant}

@@ -22,6 +22,8 @@ a ``pack`` layer cannot move to another device afterwards.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 from typing import Iterable
 
 import torch
@@ -265,6 +267,16 @@ def tensor_bytes(module: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
+def release_freed_memory() -> None:
+    """Hand the replaced float weights' memory back to the OS: glibc keeps freed heap pages
+    resident otherwise (about 0.2 GB at full size). A no-op where glibc is not the allocator."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def quantize_(
     model,
     mode: str = "int8",
@@ -305,6 +317,7 @@ def quantize_(
                 setattr(module, child_name, new)
                 replaced.append(full)
                 kernels[new.kernel] = kernels.get(new.kernel, 0) + 1
+    release_freed_memory()
     return {
         "mode": mode,
         "replaced": len(replaced),
