@@ -168,3 +168,16 @@ def test_region_weight_and_soft_labels_change_the_loss(dataset, tokenizer):
         soft = losses(model, batch, LossWeights(bin_sigma=3.0))
     assert weighted["lm"] == plain["lm"] and weighted["loss"] != plain["loss"]
     assert soft["coord"] != plain["coord"] and soft["lm"] == plain["lm"]
+
+
+def test_several_datasets_train_together(dataset, tmp_path):
+    """``--data A B``: every image of both, A's first, each image's rows kept together."""
+    from moonlet.data.shards import generate_dataset
+    from moonlet.train.data import load_groups
+
+    other = tmp_path / "other"
+    generate_dataset(other, 2, seed=99, truth=False)
+    first, second = load_groups(dataset), load_groups(other)
+    both = load_groups([dataset, other])
+    assert [g.image for g in both] == [g.image for g in first] + [g.image for g in second]
+    assert [len(g.rows) for g in both] == [len(g.rows) for g in first + second]

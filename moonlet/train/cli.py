@@ -13,6 +13,7 @@ from .trainer import MODES, TrainConfig
 
 EXAMPLES = """examples:
   moonlet train --data scenes/ --out runs/nano --profile moonlet-nano --steps 20000 --batch-size 16
+  moonlet train --data easy-scenes/ scenes/ --out runs/mix --init runs/nano/model --steps 4000
   moonlet train --data mine.jsonl --out runs/ft --init vikhyatk/moondream2 --mode lora --steps 500
   torchrun --nproc_per_node 8 -m moonlet train --data scenes/ --out runs/nano --profile moonlet-nano
   moonlet train ... --resume          # continue the latest checkpoint in --out exactly
@@ -23,7 +24,7 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "train", help="train from scratch or fine-tune", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--data", required=True, help="dataset directory or JSONL file (docs/data.md)")
+    p.add_argument("--data", required=True, nargs="+", help="dataset directories or JSONL files, used together (docs/data.md)")
     p.add_argument("--out", required=True, help="run directory: checkpoints, metrics.jsonl, model/")
     start = p.add_mutually_exclusive_group(required=True)
     start.add_argument("--init", help="checkpoint to fine-tune (directory, file or hub id)")
@@ -60,7 +61,8 @@ def _new_model(args, device: torch.device):
     if args.tokenizer:
         tokenizer = Tokenizer.from_file(args.tokenizer)
     else:
-        tokenizer = train_tokenizer(row_texts(iter_rows(args.data, check_images=False)), args.vocab_size)
+        rows = (row for path in args.data for row in iter_rows(path, check_images=False))
+        tokenizer = train_tokenizer(row_texts(rows), args.vocab_size)
     vocab = math.ceil(tokenizer.backend.get_vocab_size() / 64) * 64
     config = replace(
         base,

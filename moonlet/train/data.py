@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 import numpy as np
 
 from ..data.reader import Row, iter_rows
@@ -16,10 +17,12 @@ class ImageGroup:
     rows: tuple[Row, ...]
 
 
-def load_groups(path: str | Path, max_rows_per_image: int | None = None) -> list[ImageGroup]:
-    """Every image with its rows, in file order. Only row metadata is held, never pixels."""
+def load_groups(path: str | Path | Sequence[str | Path], max_rows_per_image: int | None = None) -> list[ImageGroup]:
+    """Every image with its rows, in file order (datasets in the order given). Only row
+    metadata is held, never pixels."""
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
     grouped: "OrderedDict[Path, list[Row]]" = OrderedDict()
-    for row in iter_rows(path):
+    for row in (row for one in paths for row in iter_rows(one)):
         grouped.setdefault(row.image, []).append(row)
     groups = [ImageGroup(image, tuple(rows[:max_rows_per_image])) for image, rows in grouped.items()]
     if not groups:

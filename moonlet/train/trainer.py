@@ -31,7 +31,7 @@ MODES = ("full", "text", "region", "lora")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    data: str
+    data: str | tuple[str, ...]  # one dataset, or several used together
     out: str
     steps: int = 1000
     batch_size: int = 8  # images per optimizer step (all ranks together, before accumulation)
