@@ -164,3 +164,13 @@ def test_run_serve_end_to_end():
             raise
     assert process.returncode == 0, err
     assert f"http://127.0.0.1:{port}/" in err
+
+
+@pytest.mark.parametrize("flag, value", [("--max-queue", "0"), ("--max-concurrent", "-1"), ("--request-timeout", "0"), ("--max-body-mb", "0")])
+def test_serve_refuses_limits_out_of_range_by_flag(flag, value, capsys):
+    from moonlet.server.cli import add_serve_parser, run_serve
+
+    parser = argparse.ArgumentParser()
+    add_serve_parser(parser.add_subparsers(dest="command"))
+    assert run_serve(parser.parse_args(["serve", flag, value])) == 2
+    assert f"{flag} must be positive" in capsys.readouterr().err

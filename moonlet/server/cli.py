@@ -9,6 +9,11 @@ import sys
 from .limits import MIB, ServerLimits
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+LIMIT_FLAGS = {  # ServerLimits field -> the serve flag that sets it
+    "max_body_bytes": "--max-body-mb", "max_batch": "--max-batch", "max_queue": "--max-queue",
+    "max_concurrent": "--max-concurrent", "batch_window_ms": "--batch-window-ms", "request_timeout_s": "--request-timeout",
+    "max_image_pixels": "--max-image-pixels", "image_url_max_bytes": "--image-url-max-mb",
+}
 
 
 def add_serve_parser(subparsers) -> argparse.ArgumentParser:
@@ -80,8 +85,9 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     try:
         options = app_options(args)
-    except ValueError as exc:  # a limit out of range, named by ServerLimits
-        print(f"moonlet: error: {exc}", file=sys.stderr)
+    except ValueError as exc:  # a limit out of range, named by ServerLimits: name its flag instead
+        field, _, rest = str(exc).partition(" ")
+        print(f"moonlet: error: {LIMIT_FLAGS.get(field, field)} {rest}", file=sys.stderr)
         return 2
     if args.host not in LOOPBACK and not options["api_key"]:
         print(f"moonlet: warning: serving on {args.host} without an API key (set --api-key or MOONLET_API_KEY)", file=sys.stderr)
