@@ -47,8 +47,6 @@ class Moondream:
         self.config = model.config
         self.tokenizer = Tokenizer(tokenizer) if tokenizer is not None else None
         self.engine = Engine(model, compile=compile)
-        if compile:
-            model.vision.compile(dynamic=False)  # in place: parameter names stay as they are
         self.prefix_cache = PrefixCache(prefix_cache_bytes)
         self.name = name
 

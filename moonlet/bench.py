@@ -270,9 +270,7 @@ class Plan:
 
 @torch.inference_mode()
 def measure_moonlet(model: MoondreamModel, plan: Plan) -> dict:
-    engine, route = Engine(model, compile=plan.compile), "moonlet"
-    if plan.compile:  # compiled on the untimed warm-up runs
-        model.vision.compile(dynamic=False)
+    engine, route = Engine(model, compile=plan.compile), "moonlet"  # compiles on the untimed warm-up runs
     pixels_one = plan.one_crop.normalized()[:1].to(plan.device, plan.dtype)
     pixels_many = plan.crops.normalized().to(plan.device, plan.dtype)
     out = {

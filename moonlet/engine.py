@@ -64,8 +64,9 @@ class Engine:
     """Text generation and region decoding over one model.
 
     ``compile``: run each decode step through ``torch.compile`` (CUDA graphs on GPU, via
-    ``mode="reduce-overhead"``). Attention lengths are bucketed, so a compiled step is reused
-    for every step of a bucket; the first step of each new (batch size, bucket) compiles.
+    ``mode="reduce-overhead"``) and compile the model's vision encoder in place. Attention
+    lengths are bucketed, so a compiled step is reused for every step of a bucket; the first
+    step of each new (batch size, bucket) compiles.
     """
 
     def __init__(self, model: MoondreamModel, compile: bool = False):
@@ -80,6 +81,7 @@ class Engine:
         if compile:
             mode = "reduce-overhead" if model.device.type == "cuda" else None
             self._decode = torch.compile(self._decode_step, mode=mode, dynamic=False)
+            model.vision.compile(dynamic=False)  # in place: parameter names stay as they are
 
     @property
     def context(self) -> int:

@@ -403,10 +403,11 @@ def answer_agreement(
             out += [a["answer"].strip() for a in model.batch_query([(r.image, r.question) for r in chunk], settings)]
         return out
 
-    reference = answers(moonlet.load(model_dir, device="cpu", dtype=dtype))
-    quantised_model = moonlet.load(model_dir, device="cpu", dtype=dtype)
-    quantize_(quantised_model, mode, include, group_size=group_size, kernel=kernel)
-    quantised = answers(quantised_model)
+    model = moonlet.load(model_dir, device="cpu", dtype=dtype)
+    reference = answers(model)
+    quantize_(model, mode, include, group_size=group_size, kernel=kernel)
+    model.prefix_cache.clear()  # the cached image prefixes hold the unquantised decoder's keys/values
+    quantised = answers(model)
     by_type: dict[str, list[int]] = {}
     for row, a, b in zip(rows, reference, quantised):
         by_type.setdefault(row.type or "untyped", []).append(int(a == b))

@@ -100,7 +100,12 @@ class TextJob:
     stream: bool = False
     figures: Figures = field(default_factory=Figures)
     cancelled: bool = False
-    deadline: float | None = None  # time.perf_counter() after which the request gives up
+    timeout_s: float | None = None  # the request gives up this long after it arrived
+
+    @property
+    def deadline(self) -> float | None:
+        """``time.perf_counter()`` time after which the request gives up."""
+        return None if self.timeout_s is None else self.figures.created + self.timeout_s
 
 
 @dataclass

@@ -52,7 +52,7 @@ async def start_text(
         job = batcher.submit_text(prompt, settings, image=image, stream=stream, arrived=arrived)
     except Exception as exc:
         raise model_error(exc, **fields) from None
-    job.deadline = arrived + timeout_s
+    job.timeout_s = timeout_s
     if stream:
         try:
             kind, value = await asyncio.wait_for(job.channel.get(), remaining(job))
@@ -117,7 +117,7 @@ async def finish_text(job: TextJob, fields: dict[str, str], request: Request | N
             if kind == "error":
                 raise model_error(value, **fields)
     except asyncio.TimeoutError:
-        raise timed_out(job.deadline - job.figures.created) from None
+        raise timed_out(job.timeout_s) from None
     except ClientGone:
         raise ApiError(499, "client closed the request") from None
     raise ApiError(500, "the job ended without a result")
@@ -131,7 +131,7 @@ async def job_events(job: TextJob, request: Request | None = None) -> AsyncItera
                 continue
             yield kind, (model_error(value).message if kind == "error" else value)
     except asyncio.TimeoutError:
-        yield "error", timed_out(job.deadline - job.figures.created).message
+        yield "error", timed_out(job.timeout_s).message
     except ClientGone:
         return
 
