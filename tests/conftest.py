@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -12,25 +11,23 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MOONLET_SHARED", REPO.parent / "shared"))
-GOLDEN = SHARED / "golden" / "md2-tiny"
+GOLDEN_ROOT = REPO / "tests" / "golden"  # the reference implementation's outputs: test data of this project
+GOLDEN = GOLDEN_ROOT / "md2-tiny"
+GOLDEN_MODEL = GOLDEN / "model"
+GOLDEN_2024 = GOLDEN_ROOT / "md2-2024-03-13-tiny"
+GOLDEN_GROUNDED = GOLDEN_ROOT / "md2-tiny-grounded"
+GOLDEN_LORA = GOLDEN_ROOT / "md2-tiny-lora"
+for _set in (GOLDEN, GOLDEN_2024, GOLDEN_GROUNDED, GOLDEN_LORA):
+    if not (_set / "cases" / "expected.json").is_file():  # missing test data is a failure, never a skip
+        raise RuntimeError(f"golden set missing: {_set} (it is part of the repository; is the clone complete?)")
 
 
 def golden_cases() -> list[dict]:
-    path = GOLDEN / "cases" / "expected.json"
-    if not path.is_file():
-        return []
-    return json.loads(path.read_text())["cases"]
-
-
-def require_golden() -> None:
-    if not GOLDEN.is_dir():
-        pytest.skip(f"golden vectors not found at {GOLDEN} (set MOONLET_SHARED)")
+    return json.loads((GOLDEN / "cases" / "expected.json").read_text())["cases"]
 
 
 def write_layout_a(directory: Path) -> Path:
     """A layout-A checkpoint directory built from the golden layout-B file and the names map."""
-    require_golden()
     names = json.loads((GOLDEN / "layout_a" / "layout_a_names.json").read_text())
     tensors = {}
     with safe_open(str(GOLDEN / "model" / "model.safetensors"), framework="pt") as source:
@@ -46,8 +43,7 @@ def write_layout_a(directory: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def golden_dir() -> Path:
-    require_golden()
-    return GOLDEN / "model"
+    return GOLDEN_MODEL
 
 
 @pytest.fixture(scope="session")

@@ -10,11 +10,8 @@ import moonlet
 from moonlet.data.config import AnnotationConfig
 from moonlet.data.reader import iter_rows
 from moonlet.data.shards import generate_dataset
-from moonlet.loading import EMBEDDED_DIR, EMBEDDED_MODEL
+from moonlet.checkpoints.loading import EMBEDDED_DIR, EMBEDDED_MODEL
 
-pytestmark = pytest.mark.skipif(
-    not (EMBEDDED_DIR / EMBEDDED_MODEL / "model.safetensors").is_file(), reason="no embedded model in this checkout"
-)
 # Held-out scenes (seeds never used in training) and the floor this check holds the model to.
 # It is far below the model's measured scores (docs/models/moonlet-nano.md) and far above what
 # an untrained or mis-loaded model gets (0 %); it catches a broken model, not small regressions.

@@ -11,16 +11,14 @@ import torch
 from PIL import Image
 
 import moonlet
-from moonlet.engine import KV_BUCKET, Engine, bucket
+from moonlet.generation.engine import KV_BUCKET, Engine, bucket
 
-MODEL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "golden" / "md2-tiny" / "model"
+from conftest import GOLDEN_MODEL as MODEL_DIR  # noqa: E402
 GREEDY = {"temperature": 0, "max_tokens": 24}
 
 
 @pytest.fixture(scope="module")
 def eager():
-    if not MODEL_DIR.is_dir():
-        pytest.skip("golden model missing")
     return moonlet.load(MODEL_DIR, device="cpu")
 
 

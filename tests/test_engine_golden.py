@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 import moonlet
-from moonlet.engine import ContextOverflowError
+from moonlet.generation.engine import ContextOverflowError
 from moonlet.prompts import PromptError
 from moonlet.image import ImageError
 
@@ -65,7 +65,7 @@ def test_prefix_cache_hit_equals_miss(model):
 
 
 def test_prefix_cache_is_bounded(model):
-    from moonlet.prefix_cache import PrefixCache
+    from moonlet.generation.prefix_cache import PrefixCache
 
     one = model.encode_image(image_path(0)).nbytes
     small = PrefixCache(max_bytes=int(one * 1.5))
@@ -101,7 +101,7 @@ def test_batch_of_mixed_requests_equals_one_by_one(model):
 
 
 def test_batch_rows_with_their_own_max_tokens(model):
-    from moonlet.sampling import SamplingSettings
+    from moonlet.generation.sampling import SamplingSettings
 
     prompts = model._prompts()
     encoded = [model.encode_image(image_path(i)) for i in range(3)]  # two images, one twice

@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from moonlet.config import MoondreamConfig, RegionConfig, TextConfig, VisionConfig
-from moonlet.engine import ContextOverflowError, EncodedImage, Engine, TextRequest
-from moonlet.kv_cache import KVCache
-from moonlet.sampling import SamplingSettings
+from moonlet.generation.engine import ContextOverflowError, EncodedImage, Engine, TextRequest
+from moonlet.generation.kv_cache import KVCache
+from moonlet.generation.sampling import SamplingSettings
 
 VOCAB = 64
 CONTEXT = 64

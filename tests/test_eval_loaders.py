@@ -213,8 +213,8 @@ def png_bytes(color=(10, 200, 10)) -> bytes:
 
 
 def write_parquet(path: Path, rows: list[dict], metadata: dict | None = None, row_group_size: int | None = None):
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+    from pyarrow import parquet as pq
     table = pa.Table.from_pylist(rows)
     if metadata:
         table = table.replace_schema_metadata({b"huggingface": json.dumps(metadata).encode()})

@@ -14,7 +14,7 @@ from moonlet.eval.cli import add_eval_parser, main
 from moonlet.eval.runner import predict, read_predictions
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "eval"
-GOLDEN_MODEL = Path(__file__).resolve().parents[1].parent / "shared" / "golden" / "md2-tiny" / "model"
+from conftest import GOLDEN_MODEL  # noqa: E402
 
 
 class FakeModel:
@@ -149,8 +149,6 @@ def test_add_eval_parser_wires_into_a_parent_parser():
 
 
 def test_end_to_end_on_the_golden_checkpoint(tmp_path, capsys):
-    if not GOLDEN_MODEL.is_dir():
-        pytest.skip(f"golden checkpoint not found at {GOLDEN_MODEL}")
     out = tmp_path / "run"
     argv = ["synthetic", "--data", str(FIXTURES / "synthetic"), "--model", str(GOLDEN_MODEL), "--device", "cpu",
             "--dtype", "float32", "--out", str(out), "--batch-size", "2", "--max-tokens", "4", "--max-objects", "2",

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-pytest.importorskip("httpx")
+import httpx  # noqa: F401
 from PIL import Image  # noqa: E402
 
 from moonlet.server import fetch as fetch_module  # noqa: E402

@@ -15,7 +15,7 @@ from PIL import Image
 
 from moonlet.image import ImageError, load_image, to_rgb
 
-MODEL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "golden" / "md2-tiny" / "model"
+from conftest import GOLDEN_MODEL as MODEL_DIR  # noqa: E402
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -101,10 +101,8 @@ ROUTES = ["/v1/caption", "/v1/query", "/v1/detect", "/v1/point", "/v1/chat/compl
 
 @pytest.fixture(scope="module")
 def fuzz_client():
-    pytest.importorskip("fastapi")
-    httpx = pytest.importorskip("httpx")
-    if not MODEL_DIR.is_dir():
-        pytest.skip("golden model missing")
+    import fastapi  # noqa: F401
+    import httpx
     import moonlet
     from moonlet.server.app import create_app
     from moonlet.server.testing import running_server

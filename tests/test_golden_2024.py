@@ -12,10 +12,8 @@ import torch
 import moonlet
 from moonlet.api import legacy_cleanup
 
-from conftest import SHARED
+from conftest import GOLDEN_2024
 
-GOLDEN_2024 = SHARED / "golden" / "md2-2024-03-13-tiny"
-pytestmark = pytest.mark.skipif(not GOLDEN_2024.is_dir(), reason="2024 golden set not found")
 EXPECTED = json.loads((GOLDEN_2024 / "cases" / "expected.json").read_text()) if GOLDEN_2024.is_dir() else {"cases": []}
 ANSWERS = [(case, index) for case in EXPECTED["cases"] for index in range(len(case["answers"]))]
 MAX_NEW = EXPECTED.get("generation", {}).get("max_new_tokens", 12)

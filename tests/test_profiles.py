@@ -8,12 +8,12 @@ import torch
 import moonlet
 from moonlet.profiles import PROFILES, config_from_json, profile_for_revision
 from moonlet.prompts import PromptBuilder
-from moonlet.region import RegionModel
+from moonlet.modeling.region import RegionModel
 from moonlet.tokenizer import Tokenizer
 
 from dataclasses import replace
 
-from conftest import GOLDEN, SHARED
+from conftest import GOLDEN, GOLDEN_2024
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +71,7 @@ def test_2024_04_02_prompt_has_no_image_tags(byte_tokenizer):
 
 
 def test_revision_selects_the_profile_of_a_2024_checkpoint():
-    path = SHARED / "golden" / "md2-2024-03-13-tiny" / "model"
-    if not path.is_dir():
-        pytest.skip("2024 golden set not found")
+    path = GOLDEN_2024 / "model"
     model = moonlet.load(path, revision="2024-05-08", device="cpu")
     assert model.config.profile == "2024-04-02" and model.config.vision.gelu == "tanh"
     assert model.config.text.dim == 64  # sizes still come from config.json
@@ -120,7 +118,7 @@ def test_2024_05_grid_crops_and_features():
 
 def test_grid_profile_runs_end_to_end_on_a_small_model():
     from moonlet.config import TextConfig, VisionConfig
-    from moonlet.init import build_random
+    from moonlet.modeling.init import build_random
 
     config = replace(
         PROFILES["2024-05-20"],
@@ -142,9 +140,7 @@ def test_2024_08_26_region_tensors_are_skipped(tmp_path):
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    source = SHARED / "golden" / "md2-2024-03-13-tiny" / "model"
-    if not source.is_dir():
-        pytest.skip("2024 golden set not found")
+    source = GOLDEN_2024 / "model"
     with safe_open(str(source / "model.safetensors"), framework="pt") as f:
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     tensors["region_model.position_features"] = torch.zeros(128, 2)

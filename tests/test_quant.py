@@ -18,7 +18,7 @@ from moonlet.quant import (
     unpack_nibbles,
 )
 
-from conftest import GOLDEN, require_golden
+from conftest import GOLDEN
 
 # Relative first-token logit error, max |Δ| / max |reference|, text decoder quantised, float32.
 # Measured on the golden cases: int8 0.011-0.014, int4 (group 128) 0.18-0.20.
@@ -135,7 +135,6 @@ def test_quantize_replaces_text_linears_and_reports():
 
 @pytest.fixture(scope="module")
 def golden_cases_dir():
-    require_golden()
     return GOLDEN / "cases"
 
 

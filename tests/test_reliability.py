@@ -24,20 +24,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("fastapi")
-httpx = pytest.importorskip("httpx")
+import fastapi  # noqa: F401
+import httpx
 from PIL import Image  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL_DIR = REPO.parent / "shared" / "golden" / "md2-tiny" / "model"
+from conftest import GOLDEN_MODEL as MODEL_DIR  # noqa: E402
 GREEDY = {"temperature": 0, "max_tokens": 6}
 LONG = {"temperature": 0, "max_tokens": 2000}  # seconds of decoding on the tiny model
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    if not MODEL_DIR.is_dir():
-        pytest.skip(f"golden model not found at {MODEL_DIR}")
     import moonlet
 
     return moonlet.load(MODEL_DIR, device="cpu")
@@ -281,8 +279,6 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_graceful_shutdown_finishes_in_flight_requests():
     """SIGTERM while a stream is being written: the stream completes, then the process exits 0."""
-    if not MODEL_DIR.is_dir():
-        pytest.skip("golden model missing")
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "moonlet", "serve", "--model", str(MODEL_DIR), "--device", "cpu", "--port", str(port), "--log-level", "warning"]
@@ -318,8 +314,6 @@ def test_graceful_shutdown_finishes_in_flight_requests():
 
 def test_load_test_script_reports_every_request(tmp_path, capsys):
     """The loopback load test at 1× and 2× capacity: nothing lost, the server's count equals the clients'."""
-    if not MODEL_DIR.is_dir():
-        pytest.skip("golden model missing")
     from moonlet.server.loadtest import main
 
     code = main(["--model", str(MODEL_DIR), "--max-concurrent", "2", "--levels", "1", "2", "--seconds", "1.0", "--max-tokens", "4"])

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from moonlet.config import GenerationDefaults
-from moonlet.sampling import SamplingSettings, SettingsError, select_next
+from moonlet.generation.sampling import SamplingSettings, SettingsError, select_next
 
 DEFAULTS = GenerationDefaults(max_tokens=768, temperature=0.5, top_p=0.3, max_objects=50)
 

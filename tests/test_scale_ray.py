@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'moonlet[scale]')")
+import ray
 
 from moonlet.cli import build_parser, main  # noqa: E402
-from moonlet.scale.rows import TIMING  # noqa: E402
+from moonlet.batch.rows import TIMING  # noqa: E402
 from moonlet.scale.sink import ShardSink  # noqa: E402
 
 GREEDY = {"temperature": 0, "max_tokens": 6}
@@ -87,7 +87,7 @@ def test_manifest_with_per_row_prompts_and_parquet(images, model_dir, tmp_path):
 
 def test_interrupted_run_resumes_with_every_row_once(images, model_dir, tmp_path):
     from moonlet.scale.pipeline import run_pipeline
-    from moonlet.scale.rows import Task
+    from moonlet.batch.rows import Task
 
     out = tmp_path / "ray"
     task = Task(max_tokens=4, model=model_dir)
@@ -119,7 +119,7 @@ def _free_port() -> int:
 
 
 def test_serve_replica_answers_the_moondream_client(model_dir, images):
-    moondream = pytest.importorskip("moondream")
+    import moondream
     import moonlet
     from moonlet.scale.serve import start
     from moonlet.server.cli import app_options

@@ -15,11 +15,11 @@ import pytest
 
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # test artifacts (git-ignored)
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
-sync_api = pytest.importorskip("playwright.sync_api")
+import fastapi  # noqa: F401
+import uvicorn  # noqa: F401
+from playwright import sync_api
 
-MODEL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "golden" / "md2-tiny" / "model"
+from conftest import GOLDEN_MODEL as MODEL_DIR  # noqa: E402
 KEY = "browser-key"
 CHROMIUM = os.environ.get("MOONLET_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = [
@@ -30,8 +30,6 @@ FLAGS = [
 
 @pytest.fixture(scope="module")
 def base():
-    if not MODEL_DIR.is_dir():
-        pytest.skip(f"golden model not found at {MODEL_DIR}")
     import moonlet
     from moonlet.server.app import create_app
     from moonlet.server.testing import running_server

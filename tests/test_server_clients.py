@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
+import fastapi  # noqa: F401
+import uvicorn  # noqa: F401
 from PIL import Image  # noqa: E402
 
-MODEL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "golden" / "md2-tiny" / "model"
+from conftest import GOLDEN_MODEL as MODEL_DIR  # noqa: E402
 KEY = "client-test-key"
 GREEDY = {"temperature": 0, "max_tokens": 12}
 QUESTION = "What is in the picture?"
@@ -23,8 +23,6 @@ QUESTION = "What is in the picture?"
 
 @pytest.fixture(scope="module")
 def server():
-    if not MODEL_DIR.is_dir():
-        pytest.skip(f"golden model not found at {MODEL_DIR}")
     import moonlet
     from moonlet.server.app import create_app
     from moonlet.server.testing import running_server
@@ -64,7 +62,7 @@ def data_url(jpeg):
 
 @pytest.fixture(scope="module")
 def md(server):
-    moondream = pytest.importorskip("moondream")
+    import moondream
     return moondream.vl(endpoint=f"{server[0]}/v1", api_key=KEY)
 
 
@@ -108,7 +106,7 @@ def test_moondream_client_chat_goes_through_openai_route(server, md, picture, da
 
 
 def test_moondream_client_with_wrong_key_gets_401(server, picture):
-    moondream = pytest.importorskip("moondream")
+    import moondream
     import urllib.error
 
     with pytest.raises(urllib.error.HTTPError) as caught:
@@ -121,7 +119,7 @@ def test_moondream_client_with_wrong_key_gets_401(server, picture):
 
 @pytest.fixture(scope="module")
 def oa(server):
-    openai = pytest.importorskip("openai")
+    import openai
     return openai.OpenAI(base_url=f"{server[0]}/v1", api_key=KEY, max_retries=0)
 
 
@@ -179,7 +177,7 @@ def test_openai_models_and_errors(server, oa):
 
 @pytest.fixture(scope="module")
 def ol(server):
-    ollama = pytest.importorskip("ollama")
+    import ollama
     return ollama.Client(host=server[0], headers={"Authorization": f"Bearer {KEY}"})
 
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
-httpx = pytest.importorskip("httpx")
+import fastapi  # noqa: F401
+import uvicorn  # noqa: F401
+import httpx
 from PIL import Image  # noqa: E402
 
-MODEL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "golden" / "md2-tiny" / "model"
+from conftest import GOLDEN_MODEL as MODEL_DIR  # noqa: E402
 KEY = "http-test-key"
 AUTH = {"X-Moondream-Auth": KEY}
 GREEDY = {"temperature": 0, "max_tokens": 8}
@@ -26,8 +26,6 @@ MAX_BODY = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def served():
-    if not MODEL_DIR.is_dir():
-        pytest.skip(f"golden model not found at {MODEL_DIR}")
     import moonlet
     from moonlet.server.app import create_app
     from moonlet.server.testing import running_server

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("fastapi")
+import fastapi  # noqa: F401
 from PIL import Image  # noqa: E402
 
 from moonlet.server.batcher import Figures  # noqa: E402
@@ -24,7 +24,7 @@ from moonlet.server.inputs import decode_base64, decode_image  # noqa: E402
 from moonlet.server.metrics import Metrics  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL_DIR = REPO.parent / "shared" / "golden" / "md2-tiny" / "model"
+from conftest import GOLDEN_MODEL as MODEL_DIR  # noqa: E402
 
 
 def _png() -> bytes:
@@ -128,9 +128,7 @@ def test_serve_parser_defaults():
 
 def test_run_serve_end_to_end():
     """The serve command in a subprocess: it comes up, enforces the env key, stops on Ctrl-C."""
-    if not MODEL_DIR.is_dir():
-        pytest.skip(f"golden model not found at {MODEL_DIR}")
-    httpx = pytest.importorskip("httpx")
+    import httpx
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from moonlet.streaming import TextStreamer, is_cjk
+from moonlet.generation.streaming import TextStreamer, is_cjk
 
 
 def decode(ids) -> str:

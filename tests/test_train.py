@@ -17,7 +17,7 @@ from moonlet.config import RegionConfig, TextConfig, VisionConfig
 from moonlet.data.config import AnnotationConfig, SceneConfig
 from moonlet.data.reader import iter_rows
 from moonlet.data.shards import generate_dataset
-from moonlet.init import build_random
+from moonlet.modeling.init import build_random
 from moonlet.profiles import PROFILES
 from moonlet.train.lora import LoRALinear, merge_lora
 from moonlet.train.tokenizer_train import SPECIAL_TOKENS, row_texts, tokenizer_config_for, train_tokenizer

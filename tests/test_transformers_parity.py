@@ -1,6 +1,6 @@
 """Our vision tower and text decoder against transformers' SigLIP and Phi, on small random configs.
 
-Weights go through our own conversion (``moonlet.convert_hf``). The negative controls at the
+Weights go through our own conversion (``moonlet.checkpoints.convert_hf``). The negative controls at the
 end check that the comparisons are sensitive to the things they are meant to pin down
 (rotary pairing, patch flattening order, q/k/v order).
 """
@@ -10,19 +10,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-transformers = pytest.importorskip("transformers")
+import transformers
 
-from moonlet import rotary  # noqa: E402
-from moonlet import text as text_module  # noqa: E402
-from moonlet.convert_hf import (  # noqa: E402
+from moonlet.modeling import rotary  # noqa: E402
+from moonlet.modeling import text as text_module  # noqa: E402
+from moonlet.checkpoints.convert_hf import (  # noqa: E402
     phi_to_moonlet,
     siglip_to_moonlet,
     text_config_from_phi,
     vision_config_from_siglip,
 )
-from moonlet.kv_cache import KVCache  # noqa: E402
-from moonlet.text import TextDecoder, attention_mask  # noqa: E402
-from moonlet.vision import VisionEncoder  # noqa: E402
+from moonlet.generation.kv_cache import KVCache  # noqa: E402
+from moonlet.modeling.text import TextDecoder, attention_mask  # noqa: E402
+from moonlet.modeling.vision import VisionEncoder  # noqa: E402
 
 TOL = 1e-4
 

@@ -12,8 +12,8 @@ from safetensors.torch import save_file
 
 import moonlet
 from moonlet.config import ConfigError
-from moonlet.loading import ModelNotFoundError
-from moonlet.weights import WeightsError, target_name
+from moonlet.checkpoints.loading import ModelNotFoundError
+from moonlet.checkpoints.weights import WeightsError, target_name
 
 from conftest import GOLDEN
 
@@ -152,7 +152,7 @@ def test_loads_in_checkpoint_dtype_when_asked(golden_dir):
 
 
 def test_save_and_reload_roundtrip(tmp_path, golden_dir):
-    from moonlet.save import save_pretrained
+    from moonlet.checkpoints.save import save_pretrained
 
     model = moonlet.load(golden_dir, device="cpu", dtype="float32")
     save_pretrained(model, tmp_path / "saved")

@@ -1,0 +1,1 @@
+"""The network: SigLIP-style vision encoder, Phi-style text decoder, region head, their composition and initialisation."""
