@@ -8,8 +8,8 @@ import torch
 
 from .api import Moondream
 from .config import MoondreamConfig
-from .engine import EncodedImage
-from .loading import load_model
+from .generation.engine import EncodedImage
+from .checkpoints.loading import load_model
 
 __version__ = "0.1.0"
 __all__ = ["load", "Moondream", "MoondreamConfig", "EncodedImage", "__version__"]

@@ -7,13 +7,13 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
-from .engine import Engine, EncodedImage, TextRequest
+from .generation.engine import Engine, EncodedImage, TextRequest
 from .image import ImageInput, load_image, make_crops, to_rgb
-from .model import MoondreamModel
-from .prefix_cache import PrefixCache, pixel_key
+from .modeling.model import MoondreamModel
+from .generation.prefix_cache import PrefixCache, pixel_key
 from .prompts import PromptBuilder
-from .sampling import SamplingSettings, SettingsError
-from .streaming import TextStreamer
+from .generation.sampling import SamplingSettings, SettingsError
+from .generation.streaming import TextStreamer
 from .tokenizer import Tokenizer
 
 DEFAULT_PREFIX_CACHE_BYTES = 2 * 1024**3

@@ -26,14 +26,14 @@ import torch
 from torch import nn
 
 from .config import MoondreamConfig
-from .engine import bucket, EncodedImage, Engine, TextRequest
+from .generation.engine import bucket, EncodedImage, Engine, TextRequest
 from .image import Crops, pool_to_grid, reconstruct_from_crops
-from .layers import MLP
-from .loading import load_model, parse_dtype
-from .model import MoondreamModel
+from .modeling.layers import MLP
+from .checkpoints.loading import load_model, parse_dtype
+from .modeling.model import MoondreamModel
 from .profiles import PROFILES
 from .quant import quantize_, tensor_bytes
-from .sampling import SamplingSettings
+from .generation.sampling import SamplingSettings
 
 PROFILE = "2025-06-21"
 QUESTION_IDS = (1841, 318, 287, 428, 2939, 30)  # a short question's worth of token ids
@@ -318,7 +318,7 @@ def hf_configs(config: MoondreamConfig):
     """SiglipVisionConfig and PhiConfig with our dimensions (checked by converting them back)."""
     import transformers
 
-    from .convert_hf import text_config_from_phi, vision_config_from_siglip
+    from .checkpoints.convert_hf import text_config_from_phi, vision_config_from_siglip
 
     v, t = config.vision, config.text
     siglip = transformers.SiglipVisionConfig(

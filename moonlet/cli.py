@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         module, (_, runner) = DELEGATED[args.command]
         return getattr(importlib.import_module(module), runner)(args)
     if args.command == "download":
-        from .loading import resolve_hub
+        from .checkpoints.loading import resolve_hub
 
         resolved = resolve_hub(args.model, args.revision)  # huggingface_hub shows its progress bars
         print(resolved.weights[0].parent)
@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=1))
         return 0
     if args.command == "batch":
-        from .cli_batch import run_batch
+        from .batch.cli import run_batch
 
         return run_batch(model, args)
     image = _read_image(args.image)
@@ -218,10 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .config import ConfigError
     from .image import ImageError
-    from .loading import ModelNotFoundError
+    from .checkpoints.loading import ModelNotFoundError
     from .prompts import PromptError
-    from .sampling import SettingsError
-    from .weights import WeightsError
+    from .generation.sampling import SettingsError
+    from .checkpoints.weights import WeightsError
 
     try:
         return run(args)

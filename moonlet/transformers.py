@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 
 from .api import Moondream
-from .loading import resolve
+from .checkpoints.loading import resolve
 from .tokenizer import Tokenizer
 
 ACCEPTED_ATTENTION = {None, "eager", "sdpa", "flash_attention_2"}

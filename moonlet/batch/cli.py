@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .scale.inputs import IMAGE_SUFFIXES, list_images, list_records  # noqa: F401  (re-exported)
-from .scale.rows import Task, decode, infer_rows
+from .inputs import IMAGE_SUFFIXES, list_images, list_records  # noqa: F401  (re-exported)
+from .rows import Task, decode, infer_rows
 
 
 def _drop_torn_line(out: Path) -> None:

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 import torch
 
-from .config import ConfigError, TextConfig, VisionConfig
+from ..config import ConfigError, TextConfig, VisionConfig
 
 # transformers activation name -> our ``gelu`` setting. ``gelu_new`` and
 # ``gelu_pytorch_tanh`` are both the tanh approximation; ``gelu`` is the erf form.

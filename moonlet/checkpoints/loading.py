@@ -14,13 +14,13 @@ from pathlib import Path
 
 import torch
 
-from .config import ConfigError, MoondreamConfig
-from .model import MoondreamModel
-from .profiles import DEFAULT_PROFILE, config_from_json, profile_for_revision
-from .tokenizer import Tokenizer
+from ..config import ConfigError, MoondreamConfig
+from ..modeling.model import MoondreamModel
+from ..profiles import DEFAULT_PROFILE, config_from_json, profile_for_revision
+from ..tokenizer import Tokenizer
 from .weights import WeightsError, checkpoint_files, read_checkpoint, refuse_pickle
 
-EMBEDDED_DIR = Path(__file__).parent / "assets"
+EMBEDDED_DIR = Path(__file__).resolve().parents[1] / "assets"
 EMBEDDED_MODEL = "moonlet-nano"
 DEFAULT_HUB_REVISION = {"vikhyatk/moondream2": DEFAULT_PROFILE}
 HUB_ALLOW_PATTERNS = ["*.safetensors", "*.json"]

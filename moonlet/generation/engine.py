@@ -12,7 +12,7 @@ from typing import Iterator, Sequence
 import torch
 
 from .kv_cache import KVCache
-from .model import MoondreamModel
+from ..modeling.model import MoondreamModel
 from .sampling import SamplingSettings, select_next
 
 

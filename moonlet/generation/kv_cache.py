@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import TextConfig
+from ..config import TextConfig
 
 
 @dataclass

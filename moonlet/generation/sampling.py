@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 import torch
 
-from .config import GenerationDefaults
+from ..config import GenerationDefaults
 
 
 class SettingsError(ValueError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import MoondreamConfig
+from ..config import MoondreamConfig
 from .model import MoondreamModel
 
 LINEAR_STD = 0.02

@@ -1,7 +1,7 @@
 """The Moondream model: vision encoder, text decoder and region heads, composed.
 
 The model is pure: it computes forward passes over token ids and embeddings. Caches,
-sampling and stopping live in ``moonlet.engine``.
+sampling and stopping live in ``moonlet.generation.engine``.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import MoondreamConfig
-from .image import Crops, ImageInput, make_crops, pool_to_grid, reconstruct_from_crops, resize_to_grid
-from .kv_cache import KVCache
+from ..config import MoondreamConfig
+from ..image import Crops, ImageInput, make_crops, pool_to_grid, reconstruct_from_crops, resize_to_grid
+from ..generation.kv_cache import KVCache
 from .region import RegionModel
 from .text import TextDecoder, attention_mask
 from .vision import VisionEncoder

@@ -8,7 +8,7 @@ import math
 import torch
 from torch import nn
 
-from .config import RegionConfig
+from ..config import RegionConfig
 from .layers import MLP
 
 

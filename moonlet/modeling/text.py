@@ -6,8 +6,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .config import TextConfig
-from .kv_cache import KVCache
+from ..config import TextConfig
+from ..generation.kv_cache import KVCache
 from .layers import MLP, merge_heads, split_heads
 from .rotary import apply_rotary, rotary_tables
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .config import VisionConfig
+from ..config import VisionConfig
 from .layers import MLP, merge_heads, split_heads
 
 

@@ -36,7 +36,7 @@ def connect(address: str | None) -> None:
 
 def run_ray_batch(args: argparse.Namespace) -> int:
     from .pipeline import run_pipeline
-    from .rows import Task
+    from ..batch.rows import Task
 
     if min(args.workers, args.batch_size, args.shard_rows) < 1:
         print("moonlet: error: --workers, --batch-size and --shard-rows must be positive", file=sys.stderr)

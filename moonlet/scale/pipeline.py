@@ -9,9 +9,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..cli_batch import _progress
-from .inputs import list_records
-from .rows import Task, decode, infer_rows
+from ..batch.cli import _progress
+from ..batch.inputs import list_records
+from ..batch.rows import Task, decode, infer_rows
 from .sink import ShardSink
 
 RECORD_COLUMNS = ("key", "image", "question", "object")

@@ -9,7 +9,7 @@ import json
 import time
 import uuid
 
-from .inputs import filesystem
+from ..batch.inputs import filesystem
 
 FORMATS = ("jsonl", "parquet")
 TMP_PREFIX = ".tmp-"

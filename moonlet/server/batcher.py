@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..engine import TextRequest
-from ..sampling import SamplingSettings
-from ..streaming import TextStreamer
+from ..generation.engine import TextRequest
+from ..generation.sampling import SamplingSettings
+from ..generation.streaming import TextStreamer
 from .errors import QueueFullError, WorkerDownError
 from .metrics import Metrics
 

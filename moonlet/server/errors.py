@@ -15,10 +15,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..engine import ContextOverflowError
+from ..generation.engine import ContextOverflowError
 from ..image import ImageError
 from ..prompts import PromptError
-from ..sampling import SettingsError
+from ..generation.sampling import SettingsError
 from .limits import RETRY_AFTER
 
 logger = logging.getLogger("moonlet.server")

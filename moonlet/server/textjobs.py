@@ -11,7 +11,7 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from ..prompts import PromptError
-from ..sampling import SamplingSettings, SettingsError
+from ..generation.sampling import SamplingSettings, SettingsError
 from .batcher import Batcher, TextJob, TextResult
 from .errors import ApiError, model_error
 from .metrics import ARRIVED

@@ -52,7 +52,7 @@ def _train_config(args) -> TrainConfig:
 
 def _new_model(args, device: torch.device):
     from ..data.reader import iter_rows
-    from ..init import build_random
+    from ..modeling.init import build_random
     from ..profiles import get_profile
     from ..tokenizer import Tokenizer
     from .tokenizer_train import row_texts, tokenizer_config_for, train_tokenizer
@@ -95,7 +95,7 @@ def run_train(args) -> int:
         model, tokenizer = _new_model(args, device)
     trainer = Trainer(model, tokenizer, config)
     if args.profile and trainer.is_main and not (Path(args.out) / "init").is_dir():
-        from ..save import save_pretrained
+        from ..checkpoints.save import save_pretrained
         from .trainer import _ModelWithTokenizer
 
         save_pretrained(_ModelWithTokenizer(model, tokenizer), Path(args.out) / "init")
@@ -108,6 +108,6 @@ def run_train(args) -> int:
 
 
 def _dtype(name: str) -> torch.dtype:
-    from ..loading import parse_dtype
+    from ..checkpoints.loading import parse_dtype
 
     return parse_dtype(name, torch.float16)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from ..model import MoondreamModel
+from ..modeling.model import MoondreamModel
 from .batch import PackedBatch, packed_mask
 from .sequences import COORD, IGNORE, SIZE
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..model import MoondreamModel
+from ..modeling.model import MoondreamModel
 from ..prompts import PromptBuilder
 from .batch import pack
 from .checkpoint import latest_checkpoint, load_training_state, save_training_state
@@ -240,7 +240,7 @@ class Trainer:
 
     def export(self, directory: Path | None = None, dtype: torch.dtype | None = None) -> Path | None:
         """Write the trained model as a loadable checkpoint (LoRA adapters merged)."""
-        from ..save import save_pretrained
+        from ..checkpoints.save import save_pretrained
 
         if not self.is_main:
             return None
