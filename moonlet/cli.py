@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from .cli_args import add_image_argument, add_model_arguments, add_sampling_arguments, sampling_settings
+
 EXAMPLES = """examples:
   moonlet query examples/scene.png "What shapes are there?"
   moonlet caption photo.jpg --length short
@@ -28,30 +30,6 @@ EXAMPLES = """examples:
 """
 
 
-def _model_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="checkpoint directory, .safetensors file or hub id (default: the embedded model)")
-    parser.add_argument("--revision", help="hub revision (tag, branch or commit)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if available)")
-    parser.add_argument("--dtype", help="float32, bfloat16 or float16 (default: bf16 on GPU, float32 on CPU)")
-
-
-def _sampling_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-tokens", type=int, help="most tokens to generate (profile default: 768)")
-    parser.add_argument("--temperature", type=float, help="0 for greedy (profile default: 0.5)")
-    parser.add_argument("--top-p", type=float, help="nucleus sampling mass (profile default: 0.3)")
-    parser.add_argument("--seed", type=int, help="seed for reproducible sampling")
-
-
-def _sampling_settings(args: argparse.Namespace) -> dict | None:
-    names = ("max_tokens", "temperature", "top_p", "seed")
-    settings = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
-    return settings or None
-
-
-def _image_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image", help="image path, or - to read the image from standard input")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="moonlet", description="Run Moondream vision-language models.", epilog=EXAMPLES,
@@ -60,32 +38,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("caption", help="describe an image")
-    _image_arg(p)
+    add_image_argument(p)
     p.add_argument("--length", default="normal", choices=["short", "normal", "long"])
     p.add_argument("--stream", action="store_true", help="print text as it is generated")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    _sampling_args(p)
-    _model_args(p)
+    add_sampling_arguments(p)
+    add_model_arguments(p)
 
     p = sub.add_parser("query", help="answer a question about an image")
-    _image_arg(p)
+    add_image_argument(p)
     p.add_argument("question")
     p.add_argument("--stream", action="store_true", help="print text as it is generated")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    _sampling_args(p)
-    _model_args(p)
+    add_sampling_arguments(p)
+    add_model_arguments(p)
 
     for name, what in (("detect", "bounding boxes"), ("point", "points")):
         p = sub.add_parser(name, help=f"find {what} of an object")
-        _image_arg(p)
+        add_image_argument(p)
         p.add_argument("object")
         p.add_argument("--max-objects", type=int)
         p.add_argument("--out", help="also write the image with the results drawn on it (PNG)")
         p.add_argument("--json", action="store_true", help="print the result as JSON")
-        _model_args(p)
+        add_model_arguments(p)
 
     p = sub.add_parser("info", help="model, profile, parameters, device")
-    _model_args(p)
+    add_model_arguments(p)
 
     p = sub.add_parser("batch", help="caption, query, detect or point every image of a folder, glob or manifest (resumable)")
     p.add_argument("source", help="a folder (searched recursively), a glob such as 'photos/*.jpg', or a JSONL/parquet "
@@ -104,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .scale.cli import add_ray_batch_args
 
     add_ray_batch_args(p)
-    _model_args(p)
+    add_model_arguments(p)
 
     p = sub.add_parser("download", help="fetch a model's safetensors and JSON files into the Hugging Face cache")
     p.add_argument("model", help="hub id, e.g. vikhyatk/moondream2")
@@ -175,9 +153,9 @@ def run(args: argparse.Namespace) -> int:
         return run_batch(model, args)
     image = _read_image(args.image)
     if args.command == "caption":
-        _print_text(model.caption(image, args.length, args.stream, _sampling_settings(args)), "caption", args.stream, args.json)
+        _print_text(model.caption(image, args.length, args.stream, sampling_settings(args)), "caption", args.stream, args.json)
     elif args.command == "query":
-        _print_text(model.query(image, args.question, args.stream, _sampling_settings(args)), "answer", args.stream, args.json)
+        _print_text(model.query(image, args.question, args.stream, sampling_settings(args)), "answer", args.stream, args.json)
     else:
         settings = {"max_objects": args.max_objects} if args.max_objects else None
         call = model.detect if args.command == "detect" else model.point

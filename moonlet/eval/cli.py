@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..cli_args import add_model_arguments
 from .benchmarks import BENCHMARKS, get_benchmark, load_samples
 from .report import format_table, write_results
 from .runner import predict, read_predictions
@@ -42,10 +43,7 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--rescore", action="store_true", help="score the saved predictions without loading the model")
     p.add_argument("--fresh", action="store_true", help="discard saved predictions instead of resuming")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--model", help="checkpoint directory, .safetensors file or hub id (default: the embedded model)")
-    p.add_argument("--revision", help="hub revision (tag, branch or commit)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if available)")
-    p.add_argument("--dtype", help="float32, bfloat16 or float16 (default: bf16 on GPU, float32 on CPU)")
+    add_model_arguments(p)
     p.set_defaults(func=run_eval)
     return p
 

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from ..cli_args import add_model_arguments
 from .limits import MIB, ServerLimits
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -41,10 +42,7 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     limits.add_argument("--shutdown-timeout", type=float, default=None, help="seconds to let in-flight requests finish on shutdown (default: no limit)")
     p.add_argument("--name", default=None, help="model id reported to clients (default: from --model)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    p.add_argument("--model", help="checkpoint directory, .safetensors file or hub id (default: the embedded model)")
-    p.add_argument("--revision", help="hub revision (tag, branch or commit)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if available)")
-    p.add_argument("--dtype", help="float32, bfloat16 or float16 (default: bf16 on GPU, float32 on CPU)")
+    add_model_arguments(p)
     p.add_argument("--compile", action="store_true", help="torch.compile the vision encoder and decode step (CUDA graphs on GPU); the first requests compile")
     scale = p.add_argument_group("replicas (Ray Serve; pip install 'moonlet[scale]'; docs/scale.md)")
     scale.add_argument("--replicas", type=int, help="serve N replicas, each with its own model, through Ray Serve")

@@ -1,0 +1,51 @@
+"""Command-line arguments shared by every sub-command (model selection, sampling, images) and
+argparse validators. One home, so that each flag reads and behaves the same everywhere."""
+
+from __future__ import annotations
+
+import argparse
+
+MODEL_HELP = "checkpoint directory, .safetensors file or hub id (default: the embedded model)"
+SAMPLING_NAMES = ("max_tokens", "temperature", "top_p", "seed")
+
+
+def add_model_arguments(parser, model_help: str = MODEL_HELP) -> None:
+    """``--model --revision --device --dtype``: what ``moonlet.load`` takes."""
+    parser.add_argument("--model", help=model_help)
+    parser.add_argument("--revision", help="hub revision (tag, branch or commit)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if available)")
+    parser.add_argument("--dtype", help="float32, bfloat16 or float16 (default: bf16 on GPU, float32 on CPU)")
+
+
+def add_sampling_arguments(parser) -> None:
+    """``--max-tokens --temperature --top-p --seed``; read back with :func:`sampling_settings`."""
+    parser.add_argument("--max-tokens", type=positive_int, help="most tokens to generate (profile default: 768)")
+    parser.add_argument("--temperature", type=float, help="0 for greedy (profile default: 0.5)")
+    parser.add_argument("--top-p", type=float, help="nucleus sampling mass (profile default: 0.3)")
+    parser.add_argument("--seed", type=int, help="seed for reproducible sampling")
+
+
+def sampling_settings(args: argparse.Namespace) -> dict | None:
+    """The sampling flags the user set, as a ``settings`` dict (None when none was set)."""
+    settings = {name: getattr(args, name) for name in SAMPLING_NAMES if getattr(args, name, None) is not None}
+    return settings or None
+
+
+def add_image_argument(parser) -> None:
+    parser.add_argument("image", help="image path, or - to read the image from standard input")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a number ≥ 0."""
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value:g}")
+    return value
