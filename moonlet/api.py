@@ -70,25 +70,28 @@ class Moondream:
 
     def _encode_rgb(self, rgb) -> EncodedImage:
         embedding = self.model.image_embedding(make_crops(rgb, self.config.vision))
-        open_ids = self._prompts().image_open_ids() if self.config.tokenizer.image_open_text else []
+        open_ids = self.prompts().image_open_ids() if self.config.tokenizer.image_open_text else []
         prefix = self.model.prefix_embeddings(embedding, open_ids)
         encoded = self.engine.prefill_prefix(prefix, self.model.mask_prefix_len)
         encoded.embedding = embedding
         return encoded
 
-    def _text_prefix(self) -> EncodedImage:
-        """BOS alone, for a query without an image (fully causal)."""
+    def text_prefix(self) -> EncodedImage:
+        """The prefix of a query without an image: BOS alone, fully causal."""
         return self.engine.prefill_prefix(self.model.bos_embedding()[None], bidirectional=0)
 
     # --- skills ---------------------------------------------------------------------------
 
-    def _prompts(self, tokenizer: Any = None) -> PromptBuilder:
+    def prompts(self, tokenizer: Any = None) -> PromptBuilder:
+        """The prompt builder for this model's revision (``tokenizer`` overrides the loaded one)."""
         chosen = Tokenizer(tokenizer) if tokenizer is not None else self.tokenizer
         if chosen is None:
             raise ValueError("this model was loaded without a tokenizer; pass tokenizer= or load one with the model")
         return PromptBuilder(self.config.tokenizer, chosen)
 
-    def _settings(self, settings: Mapping[str, Any] | None) -> SamplingSettings:
+    def sampling(self, settings: Mapping[str, Any] | None) -> SamplingSettings:
+        """A settings dict (``max_tokens``, ``temperature``, ``top_p``, ``seed``) checked against this
+        model's defaults and context; raises ``SettingsError`` on a bad or unknown key."""
         if settings is not None and not isinstance(settings, Mapping):
             raise SettingsError(f"settings must be a dict, got {type(settings).__name__}")
         chosen = SamplingSettings.from_settings(self.config.generation, settings)
@@ -98,11 +101,13 @@ class Moondream:
             )
         return chosen
 
-    def _text_request(
+    def text_request(
         self, prefix: EncodedImage, prompt: list[int], settings: SamplingSettings, stream: bool = False, prompts=None
     ) -> TextRequest:
+        """A request for ``Engine.generate``: prompt ids after a prefix, with this revision's stop ids.
+        ``stream``: leave the stop id out (revisions with a stop text keep it otherwise, for clean-up)."""
         tok = self.config.tokenizer
-        prompts = prompts or self._prompts()
+        prompts = prompts or self.prompts()
         keep_stop = bool(tok.stop_text) and not stream
         return TextRequest(
             prefix, prompt, settings, prompts.stop_ids(), masked_ids=tok.masked_after_first, keep_stop=keep_stop
@@ -131,9 +136,9 @@ class Moondream:
     def caption(
         self, image: ImageInput | EncodedImage, length: str = "normal", stream: bool = False, settings=None, tokenizer=None
     ) -> dict[str, Any]:
-        prompts = self._prompts(tokenizer)  # its caption() rejects unknown lengths
-        request = self._text_request(
-            self.encode_image(image), prompts.caption(length), self._settings(settings), stream, prompts
+        prompts = self.prompts(tokenizer)  # its caption() rejects unknown lengths
+        request = self.text_request(
+            self.encode_image(image), prompts.caption(length), self.sampling(settings), stream, prompts
         )
         return {"caption": self._run_text(request, stream, prompts.tokenizer)}
 
@@ -146,10 +151,10 @@ class Moondream:
         tokenizer=None,
         chat_history: str = "",
     ) -> dict[str, Any]:
-        prompts = self._prompts(tokenizer)
+        prompts = self.prompts(tokenizer)
         prompt = prompts.query(question, chat_history)
-        prefix = self._text_prefix() if image is None else self.encode_image(image)
-        request = self._text_request(prefix, prompt, self._settings(settings), stream, prompts)
+        prefix = self.text_prefix() if image is None else self.encode_image(image)
+        request = self.text_request(prefix, prompt, self.sampling(settings), stream, prompts)
         return {"answer": self._run_text(request, stream, prompts.tokenizer)}
 
     def detect(self, image: ImageInput | EncodedImage, object: str, settings=None, tokenizer=None) -> dict[str, Any]:
@@ -163,11 +168,11 @@ class Moondream:
             raise NotImplementedError(
                 f"the {self.config.profile} profile has no region model; detect and point need revision 2025-01-09 or later"
             )
-        prompts = self._prompts(tokenizer)
+        prompts = self.prompts(tokenizer)
         prompt = prompts.detect(obj) if with_size else prompts.point(obj)
         max_objects = self.config.generation.max_objects
         if settings:
-            self._settings({k: v for k, v in settings.items() if k != "max_objects"})
+            self.sampling({k: v for k, v in settings.items() if k != "max_objects"})
             max_objects = settings.get("max_objects", max_objects)
             if not isinstance(max_objects, int) or isinstance(max_objects, bool) or not 1 <= max_objects <= self.engine.context:
                 raise SettingsError(
@@ -182,7 +187,7 @@ class Moondream:
         self, items: Sequence[tuple[ImageInput | EncodedImage, str]], settings=None, tokenizer=None
     ) -> list[dict[str, str]]:
         """Answer several (image, question) pairs decoded together in one batch."""
-        prompts = self._prompts(tokenizer)
+        prompts = self.prompts(tokenizer)
         texts = self._batch_text([(img, prompts.query(q)) for img, q in items], settings, prompts)
         return [{"answer": text} for text in texts]
 
@@ -190,14 +195,14 @@ class Moondream:
         self, images: Sequence[ImageInput | EncodedImage], length: str = "normal", settings=None, tokenizer=None
     ) -> list[dict[str, str]]:
         """Caption several images decoded together in one batch."""
-        prompts = self._prompts(tokenizer)
+        prompts = self.prompts(tokenizer)
         texts = self._batch_text([(img, prompts.caption(length)) for img in images], settings, prompts)
         return [{"caption": text} for text in texts]
 
     def _batch_text(self, items: Sequence[tuple[Any, list[int]]], settings, prompts: PromptBuilder) -> list[str]:
         """(image, prompt ids) pairs decoded together; one finished text per pair."""
-        sampling = self._settings(settings)
-        requests = [self._text_request(self.encode_image(img), prompt, sampling, prompts=prompts) for img, prompt in items]
+        sampling = self.sampling(settings)
+        requests = [self.text_request(self.encode_image(img), prompt, sampling, prompts=prompts) for img, prompt in items]
         return [self._finish_text(prompts.tokenizer.decode(ids)) for ids in self.engine.generate(requests)]
 
     # --- the seed article's form ------------------------------------------------------------
@@ -233,5 +238,5 @@ class Moondream:
     def first_token_logits(self, image: ImageInput | EncodedImage, prompt: Sequence[int]) -> torch.Tensor:
         """Token-level entry point: logits (vocab,) for the token after ``prompt``."""
         request = TextRequest(self.encode_image(image), list(prompt), SamplingSettings(temperature=0.0))
-        _, _, logits = self.engine._start([request])
+        _, _, logits = self.engine.start([request])
         return logits[0].float()

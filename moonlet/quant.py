@@ -362,11 +362,11 @@ def golden_accuracy(
             continue
         image = cases_dir / case["image"]
         expected = torch.from_numpy(np.load(cases_dir / case["image"].replace(".png", "_expected.npz"))["query_logits"][0])
-        prompt = model._prompts().query(case["question"])
+        prompt = model.prompts().query(case["question"])
         logits = model.first_token_logits(image, prompt).float()
         delta = logits - expected
-        settings = model._settings({"temperature": 0, "max_tokens": max_tokens})
-        answer = model.engine.generate([model._text_request(model.encode_image(image), prompt, settings)])[0]
+        settings = model.sampling({"temperature": 0, "max_tokens": max_tokens})
+        answer = model.engine.generate([model.text_request(model.encode_image(image), prompt, settings)])[0]
         want = case["answer_ids"][:max_tokens]
         rows.append({
             "case": case["image"],

@@ -31,8 +31,8 @@ def image():
 
 def requests(model, image, questions, max_tokens=24):
     encoded = model.encode_image(image)
-    settings = model._settings({"temperature": 0, "max_tokens": max_tokens})
-    return [model._text_request(encoded, model._prompts().query(q), settings) for q in questions]
+    settings = model.sampling({"temperature": 0, "max_tokens": max_tokens})
+    return [model.text_request(encoded, model.prompts().query(q), settings) for q in questions]
 
 
 def test_bucket_rounds_up_and_caps():

@@ -41,8 +41,8 @@ def test_full_forward_equals_prefill_then_decode(model):
         embeddings = torch.cat((net.prefix_embeddings(encoded.embedding), net.embed_tokens(torch.tensor([ids]))), dim=1)
         positions = torch.arange(embeddings.shape[1])[None]
         full = net.logits(net.forward_embeddings(embeddings, positions))[0, -6:]
-    request = model._text_request(encoded, case["query_prompt_ids"], model._settings(GREEDY))
-    rows, _, logits = model.engine._start([request])
+    request = model.text_request(encoded, case["query_prompt_ids"], model.sampling(GREEDY))
+    rows, _, logits = model.engine.start([request])
     stepped = [logits[0]]
     for token in case["answer_ids"][:5]:
         logits = model.engine._step(rows, torch.tensor([token]))
@@ -103,10 +103,10 @@ def test_batch_of_mixed_requests_equals_one_by_one(model):
 def test_batch_rows_with_their_own_max_tokens(model):
     from moonlet.generation.sampling import SamplingSettings
 
-    prompts = model._prompts()
+    prompts = model.prompts()
     encoded = [model.encode_image(image_path(i)) for i in range(3)]  # two images, one twice
     requests = [
-        model._text_request(enc, prompts.query("What is in this image?"), SamplingSettings(max_tokens=n, temperature=0))
+        model.text_request(enc, prompts.query("What is in this image?"), SamplingSettings(max_tokens=n, temperature=0))
         for enc, n in zip(encoded, (3, 12, 7))
     ]
     batched = model.engine.generate(requests)

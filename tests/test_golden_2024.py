@@ -53,7 +53,7 @@ def test_pixels_and_embedding(model, case):
 @pytest.mark.parametrize("case, index", ANSWERS, ids=lambda v: v["image"] if isinstance(v, dict) else str(v))
 def test_answers(model, case, index):
     answer = case["answers"][index]
-    prompts = model._prompts()
+    prompts = model.prompts()
     assert [model.config.tokenizer.bos_id, *prompts.image_open_ids()] == answer["prompt"]["ids_before_image"]
     prompt = prompts.query(answer["question"], answer["chat_history"])
     assert prompt == answer["prompt"]["ids_after_image"]
@@ -62,14 +62,14 @@ def test_answers(model, case, index):
     logits = model.first_token_logits(encoded, prompt)
     expected_logits = torch.from_numpy(expected_arrays(case)[answer["logits_key"]])
     assert (logits - expected_logits).abs().max().item() < 1e-3
-    request = model._text_request(encoded, prompt, model._settings({"max_tokens": MAX_NEW}))
+    request = model.text_request(encoded, prompt, model.sampling({"max_tokens": MAX_NEW}))
     assert model.engine.generate([request])[0] == answer["answer_ids"]
     text = model.answer_question(encoded, answer["question"], chat_history=answer["chat_history"], max_new_tokens=MAX_NEW)
     assert text == answer["answer"]
 
 
 def test_stop_ids_are_the_ids_of_end_text(model):
-    assert list(model._prompts().stop_ids()) == EXPECTED["stop_ids"]
+    assert list(model.prompts().stop_ids()) == EXPECTED["stop_ids"]
 
 
 def test_batch_answer(model):

@@ -43,7 +43,7 @@ def test_image_embedding(golden_model, case):
 
 
 def test_query_first_token_logits(golden_model, case):
-    prompt = golden_model._prompts().query(case["question"])
+    prompt = golden_model.prompts().query(case["question"])
     assert prompt == case["query_prompt_ids"]
     logits = golden_model.first_token_logits(case["path"], prompt)
     expected = torch.from_numpy(case["expected"]["query_logits"][0])
@@ -57,8 +57,8 @@ def test_answer_ids(golden_model, case):
     tokenizer = golden_model.tokenizer
     answer = golden_model.query(case["path"], case["question"], settings=GREEDY, tokenizer=injected)["answer"]
     assert answer == tokenizer.decode(case["answer_ids"])
-    request = golden_model._text_request(
-        golden_model.encode_image(case["path"]), case["query_prompt_ids"], golden_model._settings(GREEDY)
+    request = golden_model.text_request(
+        golden_model.encode_image(case["path"]), case["query_prompt_ids"], golden_model.sampling(GREEDY)
     )
     assert golden_model.engine.generate([request])[0] == case["answer_ids"]
 
@@ -68,10 +68,10 @@ def test_caption_ids(golden_model, case, length):
     expected_ids = case[f"caption_{length}_ids"]
     caption = golden_model.caption(case["path"], length=length, settings=GREEDY)["caption"]
     assert caption == golden_model.tokenizer.decode(expected_ids)
-    request = golden_model._text_request(
+    request = golden_model.text_request(
         golden_model.encode_image(case["path"]),
-        golden_model._prompts().caption(length),
-        golden_model._settings(GREEDY),
+        golden_model.prompts().caption(length),
+        golden_model.sampling(GREEDY),
     )
     assert golden_model.engine.generate([request])[0] == expected_ids
 

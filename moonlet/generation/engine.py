@@ -127,8 +127,11 @@ class Engine:
                 f"{prefix_length}-token image prefix (context {self.context})"
             )
 
-    def _start(self, requests: Sequence[TextRequest]) -> tuple[list[_Row], torch.Tensor, torch.Tensor]:
-        """Copy each prefix into its cache row and prefill every prompt; returns rows, last hidden, logits."""
+    def start(self, requests: Sequence[TextRequest]) -> tuple[list[_Row], torch.Tensor, torch.Tensor]:
+        """Copy each prefix into its cache row and prefill every prompt.
+
+        Returns the rows, each prompt's last hidden state (B, dim) and its next-token logits (B, V).
+        """
         for request in requests:
             self.check_fits(request.prefix.length, len(request.prompt))
         # Right-pad the prompts to one width; each row needs its prefix, the padded prompt and
@@ -208,7 +211,7 @@ class Engine:
 
         Rows stop on a stop id (yielded only with ``keep_stop``) or after ``max_tokens`` tokens.
         """
-        rows, _, logits = self._start(requests)
+        rows, _, logits = self.start(requests)
         first = True
         while True:
             chosen = self._select(rows, logits, first)
@@ -261,7 +264,7 @@ class Engine:
         per_object = 3 if with_size else 2
         room = self.context - prefix.length - len(prompt)  # the cache is sized for every object
         greedy = SamplingSettings(max_tokens=max(1, min(max_objects * per_object + 1, room)), temperature=0.0, top_p=1.0)
-        rows, hidden, logits = self._start([TextRequest(prefix, prompt, greedy)])
+        rows, hidden, logits = self.start([TextRequest(prefix, prompt, greedy)])
         results: list[dict[str, float]] = []
         while int(logits.argmax(-1)[0]) != eos_id and len(results) < max_objects:
             if rows[0].position + per_object > self.cache.context:

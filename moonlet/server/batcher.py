@@ -265,9 +265,9 @@ class Batcher:
         job.figures.started = time.perf_counter()
         model = self.model
         try:
-            prefix = model._text_prefix() if job.image is None else model.encode_image(job.image)
+            prefix = model.text_prefix() if job.image is None else model.encode_image(job.image)
             model.engine.check_fits(prefix.length, len(job.prompt))
-            request = model._text_request(prefix, job.prompt, job.settings)
+            request = model.text_request(prefix, job.prompt, job.settings)
         except Exception as exc:
             job.channel.put("error", exc)
             return None

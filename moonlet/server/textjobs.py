@@ -22,7 +22,7 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 def sampling_settings(model, settings, field: str) -> SamplingSettings:
     """The model's defaults overridden by ``settings``; 422 naming ``field`` when invalid."""
     try:
-        return model._settings(settings)
+        return model.sampling(settings)
     except SettingsError as exc:
         raise ApiError(422, f"{field}: {exc}" if field else str(exc)) from None
 
@@ -30,7 +30,7 @@ def sampling_settings(model, settings, field: str) -> SamplingSettings:
 def prompt_builder(model, field: str, build) -> list[int]:
     """Prompt ids from ``build(PromptBuilder)``; 422 naming ``field`` when the text is unusable."""
     try:
-        return build(model._prompts())
+        return build(model.prompts())
     except PromptError as exc:
         raise ApiError(422, f"{field}: {exc}") from None
 
