@@ -125,8 +125,9 @@ class Moondream:
 
     def _stream_text(self, request: TextRequest, tokenizer: Tokenizer) -> Iterator[str]:
         streamer = TextStreamer(tokenizer.decode)
-        for (token,) in self.engine.generate_stream([request]):
-            piece = streamer.push(token)
+        for step in self.engine.generate_stream([request]):
+            (token,) = step.tokens
+            piece = streamer.push(token) if token is not None else ""
             if piece:
                 yield piece
         rest = streamer.finish()

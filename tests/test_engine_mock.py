@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from moonlet.config import MoondreamConfig, RegionConfig, TextConfig, VisionConfig
-from moonlet.generation.engine import ContextOverflowError, EncodedImage, Engine, TextRequest
+from moonlet.generation.engine import LENGTH, STOP, ContextOverflowError, EncodedImage, Engine, Step, TextRequest
 from moonlet.generation.kv_cache import KVCache
 from moonlet.generation.sampling import SamplingSettings
 
@@ -258,7 +258,7 @@ def test_stop_id_stops_and_is_not_returned():
 def test_stop_id_on_the_first_step_gives_nothing():
     engine = Engine(MockModel(next_rule))
     request = TextRequest(make_prefix(engine, IMAGE_A), [10], greedy(5), stop_ids=(11,))
-    assert list(engine.generate_stream([request])) == []
+    assert list(engine.generate_stream([request])) == [Step([None], [STOP])]  # the stop is still reported
     assert engine.generate([request]) == [[]]
 
 
@@ -268,7 +268,9 @@ def test_keep_stop_returns_the_stop_id_last_and_stops():
     keep = TextRequest(prefix, [10], greedy(50), stop_ids=(13,), keep_stop=True)
     drop = TextRequest(prefix, [20], greedy(50), stop_ids=(23,))
     assert engine.generate([keep]) == [[11, 12, 13]]
-    assert list(engine.generate_stream([keep, drop])) == [[11, 21], [12, 22], [13, None]]
+    steps = list(engine.generate_stream([keep, drop]))
+    assert [s.tokens for s in steps] == [[11, 21], [12, 22], [13, None]]
+    assert steps[-1].finish_reasons == [STOP, STOP]
     first = TextRequest(prefix, [10], greedy(5), stop_ids=(11,), keep_stop=True)
     assert engine.generate([first]) == [[11]]
 
@@ -281,7 +283,34 @@ def test_stream_yields_one_id_per_row_per_step_and_none_after_stop():
         TextRequest(prefix, [20], greedy(4)),  # 21..24
     ]
     steps = list(engine.generate_stream(requests))
-    assert steps == [[11, 21], [12, 22], [None, 23], [None, 24]]
+    assert [s.tokens for s in steps] == [[11, 21], [12, 22], [None, 23], [None, 24]]
+    assert [s.finish_reasons for s in steps] == [[None, None], [None, None], [STOP, None], [None, LENGTH]]
+
+
+def finish_reasons(engine, requests) -> list[str]:
+    """Each request's finish reason, from the one step that reports it."""
+    found: dict[int, str] = {}
+    for step in engine.generate_stream(requests):
+        for index, reason in enumerate(step.finish_reasons):
+            if reason is not None:
+                assert index not in found, "a row finished twice"
+                found[index] = reason
+    return [found[i] for i in range(len(requests))]
+
+
+def test_finish_reasons_say_why_each_row_stopped():
+    engine = Engine(MockModel(next_rule))
+    prefix = make_prefix(engine, IMAGE_A)
+    longest = [1] * (CONTEXT - len(IMAGE_A) - 1)  # room for 2 tokens before the context is full
+    requests = [
+        TextRequest(prefix, [10], greedy(50), stop_ids=(13,)),  # a stop id
+        TextRequest(prefix, [20], greedy(3)),  # max_tokens
+        TextRequest(prefix, longest, greedy(50)),  # the context
+        TextRequest(prefix, [30], greedy(3), stop_ids=(33,), keep_stop=True),  # a kept stop id as the last token
+        TextRequest(prefix, [40], greedy(3), stop_ids=(44,)),  # max_tokens just before the stop id
+    ]
+    assert finish_reasons(engine, requests) == [STOP, LENGTH, LENGTH, STOP, LENGTH]
+    assert [len(ids) for ids in engine.generate(requests)] == [2, 3, 2, 3, 3]
 
 
 def test_masked_ids_are_masked_only_after_the_first_step():
@@ -371,7 +400,7 @@ def test_row_that_stops_first_does_not_disturb_others():
         TextRequest(prefixes[IMAGE_A], [3], greedy(12)),
     ]
     expected = [[], oracle(IMAGE_B, [8, 9, 10, 11], 15), oracle(IMAGE_A, [3], 12)]
-    steps = list(engine.generate_stream(requests))
+    steps = [s.tokens for s in engine.generate_stream(requests)]
     assert len(steps) == 15
     assert all(step[0] is None for step in steps)
     assert [[s[i] for s in steps if s[i] is not None] for i in range(3)] == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import io
 import os
@@ -12,13 +13,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 import fastapi  # noqa: F401
 from PIL import Image  # noqa: E402
 
-from moonlet.server.batcher import Figures  # noqa: E402
+from moonlet.generation.engine import LENGTH, STOP, Step  # noqa: E402
+from moonlet.generation.sampling import SamplingSettings  # noqa: E402
+from moonlet.server.batcher import Batcher, Figures  # noqa: E402
 from moonlet.server.errors import ApiError, error_body  # noqa: E402
 from moonlet.server.inputs import decode_base64, decode_image  # noqa: E402
 from moonlet.server.metrics import Metrics  # noqa: E402
@@ -98,6 +102,50 @@ def test_figures():
     assert values["queue_ms"] == 500 and values["ttft_ms"] == 1000 and values["prefill_ms"] == 500
     assert values["decode_ms"] == 1000 and values["total_ms"] == 2000 and values["tokens_per_second"] == 10
     assert Figures(created=1.0).as_dict()["ttft_ms"] is None
+
+
+class ScriptedEngine:
+    """An engine that yields fixed steps, whatever it is asked."""
+
+    def __init__(self, steps):
+        self.steps = steps
+
+    def check_fits(self, prefix_length, prompt_length):
+        pass
+
+    def generate_stream(self, requests):
+        assert len(requests) == 2, "both jobs decode in one batch"
+        yield from self.steps
+
+
+def test_batcher_reports_the_engines_finish_reasons():
+    # Row 1 ends well before max_tokens with "length": the batcher takes the engine's word, not a count.
+    steps = [Step([5, 6], [None, None]), Step([None, 7], [STOP, LENGTH])]
+    model = SimpleNamespace(
+        engine=ScriptedEngine(steps),
+        tokenizer=SimpleNamespace(decode=lambda ids: " ".join(map(str, ids))),
+        text_prefix=lambda: SimpleNamespace(length=1),
+        text_request=lambda prefix, prompt, settings: SimpleNamespace(settings=settings),
+    )
+
+    async def result(job):
+        while True:
+            kind, value = await job.channel.get()
+            if kind == "done":
+                return value
+
+    async def run():
+        batcher = Batcher(model, max_batch=2, batch_window_s=1.0)
+        batcher.start()
+        try:
+            jobs = [batcher.submit_text([1], SamplingSettings(max_tokens=10, temperature=0)) for _ in range(2)]
+            return [await asyncio.wait_for(result(job), 10) for job in jobs]
+        finally:
+            batcher.stop()
+
+    first, second = asyncio.run(run())
+    assert (first.text, first.finish_reason) == ("5", STOP)
+    assert (second.text, second.finish_reason) == ("6 7", LENGTH)
 
 
 def test_presented_key():

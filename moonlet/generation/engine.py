@@ -43,13 +43,35 @@ class TextRequest:
     keep_stop: bool = False  # return the stop id as the last token (2024 revisions do)
 
 
+STOP = "stop"  # the row produced one of its stop ids
+LENGTH = "length"  # the row reached its max_tokens or the model's context
+
+
+@dataclass(frozen=True)
+class Step:
+    """One decode step of a batch, a list entry per request.
+
+    ``tokens``: the row's new id, None when it has none (finished, or a stop id not kept).
+    ``finish_reasons``: on the step a row finishes, ``STOP`` or ``LENGTH``; otherwise None.
+    """
+
+    tokens: list[int | None]
+    finish_reasons: list[str | None]
+
+
 @dataclass
-class _Row:
+class DecodeRow:
+    """One request's decoding state in the shared cache (returned by ``Engine.start``)."""
+
     request: TextRequest
     position: int  # where the next fed token goes
     generator: torch.Generator | None
     tokens: list[int] = field(default_factory=list)
-    done: bool = False
+    finish_reason: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.finish_reason is not None
 
 
 KV_BUCKET = 64  # attention lengths and cache sizes are rounded up to this, so shapes repeat
@@ -127,7 +149,7 @@ class Engine:
                 f"{prefix_length}-token image prefix (context {self.context})"
             )
 
-    def start(self, requests: Sequence[TextRequest]) -> tuple[list[_Row], torch.Tensor, torch.Tensor]:
+    def start(self, requests: Sequence[TextRequest]) -> tuple[list[DecodeRow], torch.Tensor, torch.Tensor]:
         """Copy each prefix into its cache row and prefill every prompt.
 
         Returns the rows, each prompt's last hidden state (B, dim) and its next-token logits (B, V).
@@ -146,7 +168,7 @@ class Engine:
             generator = None
             if request.settings.seed is not None:
                 generator = torch.Generator(device=device).manual_seed(int(request.settings.seed))
-            rows.append(_Row(request, request.prefix.length + len(request.prompt), generator))
+            rows.append(DecodeRow(request, request.prefix.length + len(request.prompt), generator))
         ids = torch.full((len(requests), width), requests[0].stop_ids[0] if requests[0].stop_ids else 0)
         positions = torch.zeros((len(requests), width), dtype=torch.long)
         for index, request in enumerate(requests):
@@ -171,7 +193,7 @@ class Engine:
         hidden = self._forward(self.model.embed_tokens(ids)[:, None], positions, ids.shape[0], kv_len)
         return self.model.logits(hidden[:, 0])
 
-    def _advance(self, rows: list[_Row]) -> tuple[torch.Tensor, int]:
+    def _advance(self, rows: list[DecodeRow]) -> tuple[torch.Tensor, int]:
         """Positions (B, 1) to feed each row's next token at, and the attention length; rows
         still running move on. Finished rows are fed at their last position (output ignored)."""
         last = self.cache.context - 1
@@ -181,17 +203,17 @@ class Engine:
                 row.position += 1
         return torch.tensor(fed, device=self.model.device)[:, None], bucket(max(fed) + 1, self.cache.context)
 
-    def _step(self, rows: list[_Row], ids: torch.Tensor) -> torch.Tensor:
+    def _step(self, rows: list[DecodeRow], ids: torch.Tensor) -> torch.Tensor:
         """Feed one token id per row; returns logits (B, V)."""
         return self._decode(ids, *self._advance(rows))
 
-    def _step_embeddings(self, rows: list[_Row], embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _step_embeddings(self, rows: list[DecodeRow], embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Feed one embedding (B, dim) per row; returns hidden (B, dim) and logits (B, V)."""
         positions, kv_len = self._advance(rows)
         hidden = self._forward(embeddings[:, None], positions, len(rows), kv_len)[:, 0]
         return hidden, self.model.logits(hidden)
 
-    def _select(self, rows: list[_Row], logits: torch.Tensor, first: bool) -> list[int]:
+    def _select(self, rows: list[DecodeRow], logits: torch.Tensor, first: bool) -> list[int]:
         logits = logits.float()
         if not first:
             for index, row in enumerate(rows):
@@ -206,43 +228,46 @@ class Engine:
         ]
 
     @torch.inference_mode()
-    def generate_stream(self, requests: Sequence[TextRequest]) -> Iterator[list[int | None]]:
-        """Yield, per decode step, each row's new token id (None once the row has stopped).
+    def generate_stream(self, requests: Sequence[TextRequest]) -> Iterator[Step]:
+        """Yield a ``Step`` per decode step: each row's new token id and, when it finishes, why.
 
-        Rows stop on a stop id (yielded only with ``keep_stop``) or after ``max_tokens`` tokens.
+        Rows stop on a stop id (yielded only with ``keep_stop``) or after ``max_tokens`` tokens or at
+        the context. Every row's finishing step is yielded, even one with no token in it.
         """
         rows, _, logits = self.start(requests)
         first = True
         while True:
             chosen = self._select(rows, logits, first)
             first = False
-            step: list[int | None] = []
+            tokens: list[int | None] = []
+            reasons: list[str | None] = []
             for row, token in zip(rows, chosen):
-                if row.done:
-                    step.append(None)
-                    continue
-                if token in row.request.stop_ids:
-                    row.done = True
-                    if row.request.keep_stop:
-                        row.tokens.append(token)
-                    step.append(token if row.request.keep_stop else None)
-                    continue
-                row.tokens.append(token)
-                step.append(token)
-                if len(row.tokens) >= row.request.settings.max_tokens or row.position >= self.cache.context:
-                    row.done = True
-            if any(t is not None for t in step):
-                yield step
+                was_done = row.done
+                tokens.append(None if was_done else self._take(row, token))
+                reasons.append(None if was_done else row.finish_reason)
+            if any(t is not None for t in tokens) or any(reasons):
+                yield Step(tokens, reasons)
             if all(r.done for r in rows):
                 return
             feed = torch.tensor([t if t is not None else 0 for t in chosen], device=self.model.device)
             logits = self._step(rows, feed)
 
+    def _take(self, row: DecodeRow, token: int) -> int | None:
+        """Add ``token`` to a running row, marking it finished if it stops here; the id to yield."""
+        if token in row.request.stop_ids:
+            row.finish_reason = STOP
+            if not row.request.keep_stop:
+                return None
+        elif len(row.tokens) + 1 >= row.request.settings.max_tokens or row.position >= self.cache.context:
+            row.finish_reason = LENGTH
+        row.tokens.append(token)
+        return token
+
     def generate(self, requests: Sequence[TextRequest]) -> list[list[int]]:
         """Generated ids per request (the stop id only with ``keep_stop``)."""
         outputs: list[list[int]] = [[] for _ in requests]
         for step in self.generate_stream(requests):
-            for output, token in zip(outputs, step):
+            for output, token in zip(outputs, step.tokens):
                 if token is not None:
                     output.append(token)
         return outputs

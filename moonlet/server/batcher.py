@@ -26,6 +26,7 @@ from .metrics import Metrics
 logger = logging.getLogger("moonlet.server")
 
 _STOP = object()
+CANCELLED = "cancelled"  # the finish reason of a row stopped because its client went away
 
 
 class EventChannel:
@@ -81,7 +82,7 @@ class Figures:
 @dataclass
 class TextResult:
     text: str
-    finish_reason: str  # "stop" or "length"
+    finish_reason: str  # the engine's "stop" or "length"; CANCELLED once nobody waits for it
     figures: Figures
 
 
@@ -285,15 +286,13 @@ class Batcher:
         try:
             for step in stream:
                 now = time.perf_counter()
-                for row, token in zip(rows, step):
+                for row, token, reason in zip(rows, step.tokens, step.finish_reasons):
                     if row.closed:
                         continue
-                    if token is None:
-                        self._finish(row, now)
-                        continue
-                    self._add(row, token, now)
-                    if len(row.ids) >= row.request.settings.max_tokens:
-                        self._finish(row, now)
+                    if token is not None:
+                        self._add(row, token, now)
+                    if reason is not None:
+                        self._finish(row, reason, now)
                 if all(row.closed or row.job.cancelled for row in rows):
                     break
         except Exception as exc:
@@ -307,8 +306,8 @@ class Batcher:
             stream.close()
         now = time.perf_counter()
         for row in rows:
-            if not row.closed:
-                self._finish(row, now)
+            if not row.closed:  # every open row's client has gone
+                self._finish(row, CANCELLED, now)
 
     def _add(self, row: _Row, token: int, now: float) -> None:
         if not row.ids:
@@ -319,7 +318,7 @@ class Batcher:
             if piece:
                 row.job.channel.put("text", piece)
 
-    def _finish(self, row: _Row, now: float) -> None:
+    def _finish(self, row: _Row, reason: str, now: float) -> None:
         row.closed = True
         job, figures = row.job, row.job.figures
         figures.finished = now
@@ -328,9 +327,6 @@ class Batcher:
             rest = row.streamer.finish()
             if rest:
                 job.channel.put("text", rest)
-        context = self.model.engine.context
-        full = len(row.ids) >= row.request.settings.max_tokens or figures.input_tokens + len(row.ids) >= context
-        reason = "length" if full else "stop"
         text = self.model.tokenizer.decode(row.ids)
         if self.metrics is not None:
             ttft = figures.first_token - figures.created if figures.first_token else None
