@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=1))
         return 0
     if args.command == "batch":
-        from .batch.cli import run_batch
+        from .batch.runner import run_batch
 
         return run_batch(model, args)
     image = _read_image(args.image)

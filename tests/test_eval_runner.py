@@ -194,12 +194,12 @@ def test_resume_refuses_predictions_from_another_model(tmp_path, monkeypatch, ca
 def test_progress_bar_falls_back_without_tqdm(monkeypatch, tmp_path):
     import sys
 
-    from moonlet.eval.progress import progress_bar
+    from moonlet.progress import progress_bar
 
     monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm now fails
     with progress_bar(3, desc="x") as bar:
         bar.update(3)
-    assert type(bar).__name__ == "_Silent"
+    assert type(bar).__name__ == "SilentBar"
     model = FakeModel(VQA_ANSWERS)
     predict(model, BENCHMARKS["vqav2"], vqa_samples(), tmp_path / "p.jsonl", progress=True)
     assert model.batches == [3]

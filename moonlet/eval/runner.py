@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..progress import progress_bar
 from .benchmarks import CAPTION_MAX_TOKENS, Benchmark, render_prompt
-from .progress import progress_bar
 from .samples import DatasetError, Sample, resolve_image
 
 
@@ -92,7 +92,7 @@ def predict(
     out_file.parent.mkdir(parents=True, exist_ok=True)
     greedy = {"temperature": 0, "max_tokens": tokens}
     with open(out_file, "a", encoding="utf-8") as handle, progress_bar(
-        len(samples), len(samples) - len(todo), benchmark.name, progress
+        len(samples), len(samples) - len(todo), benchmark.name, progress, unit="q"
     ) as bar:
         for chunk in _chunks(todo, batch_size):
             prompts = [render_prompt(benchmark, s, template) for s in chunk]

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..batch.cli import _progress
 from ..batch.inputs import list_records
 from ..batch.rows import Task, decode, infer_rows
+from ..progress import progress_bar
 from .sink import ShardSink
 
 RECORD_COLUMNS = ("key", "image", "question", "object")
@@ -39,7 +39,8 @@ def _decode_batch(batch):
         columns["height"].append(None if pixels is None else pixels.shape[0])
         columns["error"].append(error)
         columns["decode_s"].append(seconds)
-    types = {"pixels": pa.binary(), "width": pa.int32(), "height": pa.int32(), "error": pa.string(), "decode_s": pa.float64()}
+    types = {"pixels": pa.binary(), "width": pa.int32(), "height": pa.int32(), "error": pa.string(),
+             "decode_s": pa.float64()}
     return pa.table({name: pa.array(values, types.get(name, pa.string())) for name, values in columns.items()})
 
 
@@ -57,7 +58,9 @@ class _Infer:
 
         decoded = []
         for r in batch.to_pylist():
-            pixels = None if r["pixels"] is None else np.frombuffer(r["pixels"], np.uint8).reshape(r["height"], r["width"], 3)
+            pixels = None
+            if r["pixels"] is not None:
+                pixels = np.frombuffer(r["pixels"], np.uint8).reshape(r["height"], r["width"], 3)
             decoded.append(({n: r[n] for n in RECORD_COLUMNS}, pixels, r["error"], r["decode_s"]))
         rows = infer_rows(self.model, self.task, decoded)
         return pa.table({"key": [row["image"] for row in rows], "row": [json.dumps(row) for row in rows]})
@@ -77,13 +80,16 @@ def _normalize(batch, image_column: str, key_column: str | None):
     return pa.table(columns)
 
 
-def build_dataset(source, done: set[str], image_column: str = "image", key_column: str | None = None, limit: int | None = None):
+def build_dataset(source, done: set[str], image_column: str = "image", key_column: str | None = None,
+                  limit: int | None = None):
     """(Dataset of the records still to do, number skipped) for a path/URI source or a ``ray.data.Dataset``
-    with an image path column (or ``bytes`` and ``path``, as ``ray.data.read_binary_files(include_paths=True)`` gives)."""
+    with an image path column (or ``bytes`` and ``path``, as ``ray.data.read_binary_files(include_paths=True)``
+    gives)."""
     import ray.data
 
     if isinstance(source, ray.data.Dataset):
-        ds = source.map_batches(_normalize, batch_format="pyarrow", fn_kwargs={"image_column": image_column, "key_column": key_column})
+        columns = {"image_column": image_column, "key_column": key_column}
+        ds = source.map_batches(_normalize, batch_format="pyarrow", fn_kwargs=columns)
         if done:
             ds = ds.filter(lambda row: row["key"] not in done)
         return (ds.limit(limit) if limit is not None else ds), None
@@ -123,7 +129,7 @@ def run_pipeline(source, out: str, task: Task = Task(), *, model=None, revision=
     ds = ds.map_batches(_Infer, fn_constructor_kwargs={"task": task, "load": load}, batch_size=batch_size,
                         batch_format="pyarrow", compute=ActorPoolStrategy(size=workers),
                         num_gpus=gpus_per_worker, num_cpus=cpus_per_worker)
-    bar = _progress(None, 0) if progress else None
+    bar = progress_bar(None, 0, "batch", progress, unit="image")
     pending: list[dict] = []
 
     def flush():
@@ -135,12 +141,10 @@ def run_pipeline(source, out: str, task: Task = Task(), *, model=None, revision=
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
         rows = [json.loads(text) for text in batch.column("row").to_pylist()]
         pending.extend(rows)
-        if bar is not None:
-            bar.update(len(rows))
+        bar.update(len(rows))
         if len(pending) >= shard_rows:
             flush()
     if pending:
         flush()
-    if bar is not None:
-        bar.close()
+    bar.close()
     return summary

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..modeling.model import MoondreamModel
+from ..progress import progress_bar
 from ..prompts import PromptBuilder
 from .batch import pack
 from .checkpoint import latest_checkpoint, load_training_state, save_training_state
@@ -255,7 +256,8 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         log_path = self.out / "metrics.jsonl"
         history = []
-        progress = _progress(self.config.steps, self.step, enabled=self.config.progress and self.is_main)
+        shown = self.config.progress and self.is_main
+        progress = progress_bar(self.config.steps, self.step, "train", shown, unit="step")
         started = time.time()
         while self.step < self.config.steps:
             metrics = self.train_step()
@@ -268,13 +270,11 @@ class Trainer:
             if self.is_main and (self.step % self.config.log_every == 0 or self.step == self.config.steps or "eval_loss" in metrics):
                 with log_path.open("a") as log:
                     log.write(json.dumps(metrics) + "\n")
-            if progress is not None:
-                progress.update(1)
-                progress.set_postfix(loss=f"{metrics['loss']:.4f}")
+            progress.update(1)
+            progress.set_postfix(loss=f"{metrics['loss']:.4f}")
             if self.config.save_every and self.step % self.config.save_every == 0:
                 self.save()
-        if progress is not None:
-            progress.close()
+        progress.close()
         return history
 
 
@@ -282,13 +282,3 @@ class Trainer:
 class _ModelWithTokenizer:
     model: MoondreamModel
     tokenizer: object
-
-
-def _progress(total: int, initial: int, enabled: bool):
-    if not enabled:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, initial=initial, desc="train", unit="step")
