@@ -12,6 +12,8 @@ import json
 import sys
 from collections import Counter
 
+from ..cli_args import non_negative_int, positive_int
+
 
 def _size(text: str) -> tuple[int, int]:
     try:
@@ -36,37 +38,24 @@ def _objects(text: str) -> tuple[int, int]:
     return bounds
 
 
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be >= 0")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
-
-
 def add_data_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``data`` (with ``generate``, ``validate``, ``convert`` and ``rewrite``) to an argparse subparsers object."""
     parser = subparsers.add_parser("data", help="generate, validate or convert training data")
     sub = parser.add_subparsers(dest="data_command", required=True)
     p = sub.add_parser("generate", help="write synthetic scenes with captions, questions and targets")
     p.add_argument("--out", required=True, help="output directory (must be empty unless --force)")
-    p.add_argument("--count", required=True, type=_non_negative, help="number of scenes")
-    p.add_argument("--seed", type=_non_negative, default=0, help="dataset seed (default 0)")
-    p.add_argument("--start", type=_non_negative, default=0, help="first scene index (default 0)")
-    p.add_argument("--shard-size", type=_positive, default=1000, help="scenes per JSONL shard (default 1000)")
+    p.add_argument("--count", required=True, type=non_negative_int, help="number of scenes")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="dataset seed (default 0)")
+    p.add_argument("--start", type=non_negative_int, default=0, help="first scene index (default 0)")
+    p.add_argument("--shard-size", type=positive_int, default=1000, help="scenes per JSONL shard (default 1000)")
     p.add_argument("--size", type=_size, default=(256, 256), help="image size, N or WxH (default 256)")
-    p.add_argument("--questions", type=_non_negative, default=10, help="questions per scene (default 10)")
+    p.add_argument("--questions", type=non_negative_int, default=10, help="questions per scene (default 10)")
     p.add_argument("--objects", type=_objects, default=(1, 6), help="objects per scene, N or MIN-MAX (default 1-6)")
     p.add_argument("--no-truth", action="store_true", help="do not write ground truth under truth/")
     p.add_argument("--force", action="store_true", help="replace a dataset already in --out")
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                   help="render and annotate in Ray tasks (same bytes): alone, a local instance; else a cluster address")
+                   help="render and annotate in Ray tasks (same bytes): alone, a local instance; "
+                        "else a cluster address")
     p = sub.add_parser("validate", help="check every row of a dataset directory or JSONL file")
     p.add_argument("path")
     p.add_argument("--no-image-check", action="store_true", help="do not check that images exist")
@@ -80,7 +69,8 @@ def _generate(args) -> int:
     from .config import AnnotationConfig, SceneConfig
     from .shards import generate_dataset
 
-    scene_config = SceneConfig(width=args.size[0], height=args.size[1], min_objects=args.objects[0], max_objects=args.objects[1])
+    scene_config = SceneConfig(width=args.size[0], height=args.size[1], min_objects=args.objects[0],
+                               max_objects=args.objects[1])
     annotation_config = AnnotationConfig(questions=args.questions)
     examples = None
     if args.ray:
@@ -106,7 +96,8 @@ def _validate(args) -> int:
         kinds[row.kind] += 1
         if row.kind == "query":
             types[row.type or "untyped"] += 1
-    print(json.dumps({"rows": sum(kinds.values()), "kinds": dict(kinds), "question_types": dict(sorted(types.items()))}))
+    summary = {"rows": sum(kinds.values()), "kinds": dict(kinds), "question_types": dict(sorted(types.items()))}
+    print(json.dumps(summary))
     return 0
 
 

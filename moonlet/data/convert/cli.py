@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..cli import _non_negative, _positive
+from ...cli_args import non_negative_int, positive_int
 
 
 def _common(p: argparse.ArgumentParser, images: bool = True) -> None:
     if images:
         p.add_argument("--images", required=True, help="directory holding the images")
     p.add_argument("--out", required=True, help="output directory (must be empty unless --force)")
-    p.add_argument("--seed", type=_non_negative, default=0, help="wording seed (default 0)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="wording seed (default 0)")
     p.add_argument("--force", action="store_true", help="replace the rows and meta.json already in --out")
 
 
@@ -23,14 +23,14 @@ def add_convert_parsers(sub) -> None:
     p = kinds.add_parser("coco", help="COCO instances (and captions) JSON")
     p.add_argument("--instances", required=True, help="instances_*.json")
     p.add_argument("--captions", help="captions_*.json (optional)")
-    p.add_argument("--questions", type=_non_negative, default=6, help="questions per image (default 6)")
-    p.add_argument("--shard-size", type=_positive, default=1000, help="images per JSONL shard (default 1000)")
+    p.add_argument("--questions", type=non_negative_int, default=6, help="questions per image (default 6)")
+    p.add_argument("--shard-size", type=positive_int, default=1000, help="images per JSONL shard (default 1000)")
     _common(p)
     p = kinds.add_parser("narratives", help="Localized Narratives JSONL")
     p.add_argument("--narratives", required=True, help="a *_localized_narratives.jsonl file")
     p.add_argument("--pattern", help="image file name from {image_id} (default: {image_id:0>12}.jpg for COCO, "
                                      "else {image_id}.jpg)")
-    p.add_argument("--shard-size", type=_positive, default=1000, help="narratives per JSONL shard (default 1000)")
+    p.add_argument("--shard-size", type=positive_int, default=1000, help="narratives per JSONL shard (default 1000)")
     _common(p)
     p = sub.add_parser("rewrite", help="reword captions through an OpenAI-compatible chat endpoint")
     p.add_argument("--data", required=True, help="dataset directory or JSONL file")
@@ -38,7 +38,7 @@ def add_convert_parsers(sub) -> None:
     p.add_argument("--model", help="model name to send")
     p.add_argument("--api-key", help="sent as a Bearer token")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
-    p.add_argument("--max-failures", type=_positive, default=5,
+    p.add_argument("--max-failures", type=positive_int, default=5,
                    help="stop calling the endpoint after this many failures in a row (default 5)")
     p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
     _common(p, images=False)
