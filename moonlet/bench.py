@@ -318,21 +318,13 @@ def hf_configs(config: MoondreamConfig):
     """SiglipVisionConfig and PhiConfig with our dimensions (checked by converting them back)."""
     import transformers
 
-    from .checkpoints.convert_hf import text_config_from_phi, vision_config_from_siglip
+    from .checkpoints.config_json import phi_kwargs, siglip_kwargs, text_config_from_phi, vision_config_from_siglip
 
     v, t = config.vision, config.text
-    siglip = transformers.SiglipVisionConfig(
-        hidden_size=v.enc_dim, intermediate_size=v.enc_ff_dim, num_hidden_layers=v.enc_n_layers,
-        num_attention_heads=v.enc_n_heads, image_size=v.crop_size, patch_size=v.enc_patch_size,
-        num_channels=v.in_channels, hidden_act={"tanh": "gelu_pytorch_tanh", "exact": "gelu"}[v.gelu],
-        layer_norm_eps=v.layer_norm_eps, vision_use_head=False, attn_implementation="sdpa",
-    )
+    siglip = transformers.SiglipVisionConfig(**siglip_kwargs(v), vision_use_head=False, attn_implementation="sdpa")
     phi = transformers.PhiConfig(
-        vocab_size=t.vocab_size, hidden_size=t.dim, intermediate_size=t.ff_dim, num_hidden_layers=t.n_layers,
-        num_attention_heads=t.n_heads, num_key_value_heads=t.n_kv_heads, partial_rotary_factor=t.partial_rotary_factor,
-        rope_theta=t.rope_theta, max_position_embeddings=t.max_context, layer_norm_eps=t.layer_norm_eps,
-        hidden_act={"tanh": "gelu_new", "exact": "gelu"}[t.gelu], tie_word_embeddings=False,
-        attn_implementation="sdpa", pad_token_id=0, bos_token_id=config.tokenizer.bos_id, eos_token_id=None,
+        **phi_kwargs(t), tie_word_embeddings=False, attn_implementation="sdpa",
+        pad_token_id=0, bos_token_id=config.tokenizer.bos_id, eos_token_id=None,
     )
     back_v = vision_config_from_siglip(siglip)
     back_t = text_config_from_phi(phi)

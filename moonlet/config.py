@@ -3,14 +3,14 @@
 Every geometry is derived from these fields (patch grid, prefix length, context); no module
 hard-codes the sizes of the real model. Revision-specific behaviour (mask shape, GELU form,
 crop scheme, size bins, templates) is configuration too, so older revisions are profiles of
-the same code (see ``moonlet.profiles``).
+the same code (see ``moonlet.profiles``). ``config.json`` is read and written by
+``moonlet.checkpoints.config_json``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field, fields, replace
-from typing import Any, Mapping
+from dataclasses import dataclass, field
+from typing import Mapping
 
 GELU_KINDS = ("tanh", "exact")
 CROP_SCHEMES = ("overlap", "single", "grid")
@@ -227,89 +227,3 @@ class MoondreamConfig:
         if self.prefix_len >= self.text.max_context:
             raise ConfigError(f"image prefix {self.prefix_len} does not fit the context {self.text.max_context}")
         return self
-
-    def to_dict(self) -> dict[str, Any]:
-        """The reference's config form (sections text, vision, region, tokenizer) plus our own keys."""
-        data = dataclasses.asdict(self)
-        templates = data["tokenizer"].pop("templates")
-        data["tokenizer"]["templates"] = {
-            "caption": {k: list(v) for k, v in templates["caption"].items()},
-            "query": {"prefix": list(templates["query_prefix"]), "suffix": list(templates["query_suffix"])},
-            "detect": {"prefix": list(templates["detect_prefix"]), "suffix": list(templates["detect_suffix"])},
-            "point": {"prefix": list(templates["point_prefix"]), "suffix": list(templates["point_suffix"])},
-        }
-        return data
-
-
-def update_section(section, values: Mapping[str, Any], name: str):
-    """Return ``section`` with ``values`` applied; keys the dataclass lacks are reported.
-
-    Reference-only keys that we derive instead (``prefix_attn``, ``group_size`` = unquantised)
-    are accepted and checked rather than stored.
-    """
-    known = {f.name: f for f in fields(section)}
-    updates: dict[str, Any] = {}
-    for key, value in values.items():
-        if key in known:
-            default = getattr(section, key)
-            if isinstance(default, tuple) and isinstance(value, list):
-                value = tuple(value)
-            updates[key] = value
-        elif key == "group_size":
-            if value is not None:
-                raise ConfigError(
-                    f"{name}.group_size={value}: quantised (int4) checkpoints are not supported yet; "
-                    "load the bf16/fp16 release"
-                )
-        elif key == "prefix_attn":
-            continue  # checked against the vision geometry in ``config_from_reference_dict``
-        else:
-            raise ConfigError(f"unknown key {name}.{key} in model config")
-    return replace(section, **updates)
-
-
-def templates_from_dict(data: Mapping[str, Any]) -> Templates:
-    def ids(section: str, part: str) -> tuple[int, ...]:
-        return tuple(data.get(section, {}).get(part, ()))
-
-    return Templates(
-        caption={k: tuple(v) for k, v in data.get("caption", {}).items()},
-        query_prefix=ids("query", "prefix"),
-        query_suffix=ids("query", "suffix"),
-        detect_prefix=ids("detect", "prefix"),
-        detect_suffix=ids("detect", "suffix"),
-        point_prefix=ids("point", "prefix"),
-        point_suffix=ids("point", "suffix"),
-    )
-
-
-def config_from_reference_dict(data: Mapping[str, Any], base: MoondreamConfig) -> MoondreamConfig:
-    """Apply the reference's config form (sections text/vision/region/tokenizer) on ``base``."""
-    unknown = set(data) - {"text", "vision", "region", "tokenizer", "generation", "profile", "dtype"}
-    if unknown:
-        raise ConfigError(f"unknown model config sections {sorted(unknown)}")
-    text = update_section(base.text, data.get("text", {}), "text")
-    vision = update_section(base.vision, data.get("vision", {}), "vision")
-    region = update_section(base.region, data.get("region", {}), "region")
-    generation = update_section(base.generation, data.get("generation", {}), "generation")
-    tok_values = dict(data.get("tokenizer", {}))
-    templates = tok_values.pop("templates", None)
-    tokenizer = update_section(base.tokenizer, tok_values, "tokenizer")
-    if templates is not None:
-        tokenizer = replace(tokenizer, templates=templates_from_dict(templates))
-    config = MoondreamConfig(
-        text=text,
-        vision=vision,
-        region=region,
-        tokenizer=tokenizer,
-        generation=generation,
-        profile=data.get("profile", base.profile),
-        dtype=data.get("dtype", base.dtype),
-    ).validate()
-    declared_prefix = data.get("text", {}).get("prefix_attn")
-    if declared_prefix is not None and declared_prefix != config.prefix_len:
-        raise ConfigError(
-            f"text.prefix_attn={declared_prefix} disagrees with the vision geometry "
-            f"(1 + ({vision.crop_size}/{vision.enc_patch_size})^2 = {config.prefix_len})"
-        )
-    return config

@@ -1,13 +1,14 @@
 """Named profiles: the configuration of each supported Moondream revision.
 
 A profile is a complete ``MoondreamConfig`` at real size. Checkpoint ``config.json`` files are
-read on top of the matching profile, so an empty ``"config": {}`` means "the profile's defaults".
+read on top of the matching profile (``moonlet.checkpoints.config_json``), so an empty
+``"config": {}`` means "the profile's defaults".
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Mapping
+from typing import Any
 
 from .config import (
     ConfigError,
@@ -18,7 +19,6 @@ from .config import (
     TextConfig,
     TokenizerConfig,
     VisionConfig,
-    config_from_reference_dict,
 )
 
 DEFAULT_PROFILE = "2025-06-21"
@@ -154,91 +154,9 @@ def profile_for_revision(revision: str | None) -> str | None:
     return REVISION_PROFILES.get(revision) if revision else None
 
 
-# Phi defaults of the 2024 release's PhiConfig, for keys its config.json leaves out.
-PHI_KEYS = {
-    "hidden_size": "dim",
-    "intermediate_size": "ff_dim",
-    "num_hidden_layers": "n_layers",
-    "num_attention_heads": "n_heads",
-    "num_key_value_heads": "n_kv_heads",
-    "vocab_size": "vocab_size",
-    "max_position_embeddings": "max_context",
-    "layer_norm_eps": "layer_norm_eps",
-    "rope_theta": "rope_theta",
-    "partial_rotary_factor": "partial_rotary_factor",
-}
-PHI_IGNORED = {"model_type", "rope_scaling", "qk_layernorm", "hidden_act", "torch_dtype", "transformers_version"}
-# The golden-only vision_config section (real 2024 configs have none: the tower is hard-coded).
-VISION_KEYS = {
-    "crop_size": "crop_size",
-    "depth": "enc_n_layers",
-    "embed_dim": "enc_dim",
-    "layer_norm_eps": "layer_norm_eps",
-    "num_heads": "enc_n_heads",
-    "patch_size": "enc_patch_size",
-    "proj_hidden_dim": "proj_inner_dim",
-    "proj_out_dim": "proj_out_dim",
-}
-
-
 def get_profile(name: str | None) -> MoondreamConfig:
     name = name or DEFAULT_PROFILE
     try:
         return PROFILES[name]
     except KeyError:
         raise ConfigError(f"unknown profile {name!r}; known profiles: {', '.join(sorted(PROFILES))}") from None
-
-
-def config_from_json(data: Mapping[str, Any], profile: str | None = None) -> MoondreamConfig:
-    """Read a checkpoint's config in any of the forms we know.
-
-    - Hugging Face form (2025 releases): ``{"model_type": "moondream1", "config": {...}}``; the
-      inner dict may be empty, meaning the profile defaults.
-    - The reference's own form: top-level sections ``text``, ``vision``, ``region``, ``tokenizer``.
-    - Our own saved form: the reference form plus ``profile`` and ``dtype``.
-    """
-    if "phi_config" in data or "text_config" in data:
-        return config_from_legacy(data, profile or "2024-03-13")
-    if "config" in data:
-        inner = data["config"] or {}
-        if not isinstance(inner, Mapping):
-            raise ConfigError("config.json: the 'config' key must hold an object")
-        base = get_profile(profile or inner.get("profile"))
-        dtype = data.get("torch_dtype") or base.dtype
-        config = config_from_reference_dict(inner, base)
-        return config if "dtype" in inner else replace(config, dtype=dtype)
-    if any(key in data for key in ("text", "vision", "region", "tokenizer")):
-        return config_from_reference_dict(data, get_profile(profile or data.get("profile")))
-    raise ConfigError(
-        "config.json is in no known form: expected a 'config' section (Hugging Face release) "
-        "or 'text'/'vision' sections (reference form)"
-    )
-
-
-def config_from_legacy(data: Mapping[str, Any], profile: str) -> MoondreamConfig:
-    """The 2024 form: ``phi_config`` (or ``text_config``) holding only non-default Phi keys."""
-    base = get_profile(profile)
-    phi = dict(data.get("phi_config") or data.get("text_config") or {})
-    if phi.get("model_type", "phi") != "phi":
-        raise ConfigError(f"phi_config.model_type is {phi.get('model_type')!r}, expected 'phi'")
-    if phi.get("rope_scaling") or phi.get("qk_layernorm"):
-        raise ConfigError("phi_config: rope_scaling and qk_layernorm are not used by any Moondream release")
-    if phi.get("hidden_act", "gelu_new") != "gelu_new":
-        raise ConfigError(f"phi_config.hidden_act {phi['hidden_act']!r} is not the Phi-1.5 'gelu_new'")
-    unknown = set(phi) - set(PHI_KEYS) - PHI_IGNORED
-    if unknown:
-        raise ConfigError(f"unknown keys in phi_config: {sorted(unknown)}")
-    text = {PHI_KEYS[k]: v for k, v in phi.items() if k in PHI_KEYS}
-    if "num_key_value_heads" not in phi or phi["num_key_value_heads"] is None:
-        text["n_kv_heads"] = text.get("n_heads", base.text.n_heads)
-    vision_section = dict(data.get("vision_config") or {})
-    vision = {VISION_KEYS[k]: v for k, v in vision_section.items() if k in VISION_KEYS}
-    if "mlp_ratio" in vision_section:  # timm: hidden = int(width * ratio)
-        vision["enc_ff_dim"] = int(vision.get("enc_dim", base.vision.enc_dim) * vision_section["mlp_ratio"])
-    if "n_patches" in vision_section:
-        crop = vision.get("crop_size", base.vision.crop_size) // vision.get("enc_patch_size", base.vision.enc_patch_size)
-        if vision_section["n_patches"] != crop * crop:
-            raise ConfigError(f"vision_config.n_patches {vision_section['n_patches']} does not match the crop geometry")
-    config = config_from_reference_dict({"text": text, "vision": vision}, base)
-    dtype = data.get("torch_dtype") or base.dtype
-    return replace(config, dtype=dtype)

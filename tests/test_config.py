@@ -7,7 +7,8 @@ import json
 import pytest
 
 from moonlet.config import ConfigError, MoondreamConfig
-from moonlet.profiles import PROFILES, config_from_json
+from moonlet.checkpoints.config_json import config_from_json, config_to_dict
+from moonlet.profiles import PROFILES
 
 from conftest import GOLDEN
 
@@ -58,6 +59,6 @@ def test_inconsistent_sizes_are_refused():
 
 def test_config_dict_roundtrip():
     config = PROFILES["2025-06-21"]
-    again = config_from_json({"config": config.to_dict()})
+    again = config_from_json({"config": config_to_dict(config)})
     assert again == config
     assert isinstance(again, MoondreamConfig)

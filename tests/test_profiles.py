@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import moonlet
-from moonlet.profiles import PROFILES, config_from_json, profile_for_revision
+from moonlet.checkpoints.config_json import config_from_json
+from moonlet.profiles import PROFILES, profile_for_revision
 from moonlet.prompts import PromptBuilder
 from moonlet.modeling.region import RegionModel
 from moonlet.tokenizer import Tokenizer

@@ -1,8 +1,9 @@
 """Our vision tower and text decoder against transformers' SigLIP and Phi, on small random configs.
 
-Weights go through our own conversion (``moonlet.checkpoints.convert_hf``). The negative controls at the
-end check that the comparisons are sensitive to the things they are meant to pin down
-(rotary pairing, patch flattening order, q/k/v order).
+Weights go through our own conversion (``moonlet.checkpoints.convert_hf``), configs through
+``moonlet.checkpoints.config_json``. The negative controls at the end check that the comparisons
+are sensitive to the things they are meant to pin down (rotary pairing, patch flattening order,
+q/k/v order).
 """
 
 from __future__ import annotations
@@ -14,12 +15,8 @@ import transformers
 
 from moonlet.modeling import rotary  # noqa: E402
 from moonlet.modeling import text as text_module  # noqa: E402
-from moonlet.checkpoints.convert_hf import (  # noqa: E402
-    phi_to_moonlet,
-    siglip_to_moonlet,
-    text_config_from_phi,
-    vision_config_from_siglip,
-)
+from moonlet.checkpoints.config_json import text_config_from_phi, vision_config_from_siglip  # noqa: E402
+from moonlet.checkpoints.convert_hf import phi_to_moonlet, siglip_to_moonlet  # noqa: E402
 from moonlet.generation.kv_cache import KVCache  # noqa: E402
 from moonlet.modeling.text import TextDecoder, attention_mask  # noqa: E402
 from moonlet.modeling.vision import VisionEncoder  # noqa: E402
@@ -193,6 +190,20 @@ def test_phi_conversion_rejects_mismatched_layers():
     fewer = text_config_from_phi(hf.config, n_layers=1)
     with pytest.raises(KeyError, match="unexpected Phi keys"):
         phi_to_moonlet(hf.state_dict(), fewer)
+
+
+@pytest.mark.parametrize("profile", ["2025-06-21", "2024-03-13"])
+def test_config_mapping_goes_both_ways(profile):
+    """Ours -> PhiConfig / SiglipVisionConfig arguments -> ours gives the same fields back."""
+    from moonlet.checkpoints.config_json import SIGLIP_VISION_FIELDS, phi_kwargs, siglip_kwargs
+    from moonlet.profiles import PROFILES
+
+    text, vision = PROFILES[profile].text, PROFILES[profile].vision
+    phi = transformers.PhiConfig(**phi_kwargs(text))
+    assert text_config_from_phi(phi, prefix_bidirectional=text.prefix_bidirectional) == text
+    back = vision_config_from_siglip(transformers.SiglipVisionConfig(**siglip_kwargs(vision)))
+    for name in [ours for _, ours in SIGLIP_VISION_FIELDS] + ["gelu"]:
+        assert getattr(back, name) == getattr(vision, name), name
 
 
 # --- negative controls: the comparisons above can fail ------------------------------------

@@ -3,35 +3,24 @@
 Used to check our modules against ``transformers.SiglipVisionModel`` and
 ``transformers.PhiForCausalLM`` (see ``tests/test_transformers_parity.py``), and to start
 from any SigLIP or Phi checkpoint. transformers itself is not imported here: the functions
-take plain state dicts and config objects (anything with the usual attributes).
+take plain state dicts. The configs map through ``moonlet.checkpoints.config_json``
+(``text_config_from_phi``, ``vision_config_from_siglip``).
 
 Key convention: the returned dicts are named relative to the module they load into
 (``VisionEncoder`` or ``TextDecoder``), e.g. ``blocks.0.attn.qkv.weight``. Pass
 ``prefix="vision."`` / ``prefix="text."`` to get ``MoondreamModel`` names instead.
 
-Both transformers 4.x (``vision_model.`` prefix in ``SiglipVisionModel`` state dicts,
-``rope_theta``/``partial_rotary_factor`` config attributes) and 5.x (no prefix,
-``rope_parameters``) are accepted.
+Both transformers 4.x (``vision_model.`` prefix in ``SiglipVisionModel`` state dicts) and 5.x
+(no prefix) are accepted.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any, Mapping
+from typing import Mapping
 
 import torch
 
-from ..config import ConfigError, TextConfig, VisionConfig
-
-# transformers activation name -> our ``gelu`` setting. ``gelu_new`` and
-# ``gelu_pytorch_tanh`` are both the tanh approximation; ``gelu`` is the erf form.
-HF_GELU = {"gelu": "exact", "gelu_pytorch_tanh": "tanh", "gelu_new": "tanh"}
-
-
-def _gelu_kind(hidden_act: str) -> str:
-    if hidden_act not in HF_GELU:
-        raise ConfigError(f"activation {hidden_act!r} has no equivalent here (supported: {sorted(HF_GELU)})")
-    return HF_GELU[hidden_act]
+from ..config import TextConfig, VisionConfig
 
 
 def _select_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -53,27 +42,6 @@ def _check_shape(name: str, tensor: torch.Tensor, shape: tuple[int, ...]) -> Non
 
 
 # --- vision -------------------------------------------------------------------------------
-
-
-def vision_config_from_siglip(hf_config: Any, **overrides: Any) -> VisionConfig:
-    """A VisionConfig whose trunk matches a ``SiglipVisionConfig``.
-
-    Only the trunk fields are taken from ``hf_config``; the crop scheme and projection MLP
-    (which SigLIP lacks) keep our defaults unless given in ``overrides``.
-    """
-    fields = dict(
-        enc_dim=hf_config.hidden_size,
-        enc_patch_size=hf_config.patch_size,
-        enc_n_layers=hf_config.num_hidden_layers,
-        enc_ff_dim=hf_config.intermediate_size,
-        enc_n_heads=hf_config.num_attention_heads,
-        crop_size=hf_config.image_size,
-        in_channels=getattr(hf_config, "num_channels", 3),
-        layer_norm_eps=hf_config.layer_norm_eps,
-        gelu=_gelu_kind(hf_config.hidden_act),
-    )
-    fields.update(overrides)
-    return replace(VisionConfig(), **fields)
 
 
 def siglip_to_moonlet(
@@ -122,48 +90,6 @@ def siglip_to_moonlet(
 
 
 # --- text ---------------------------------------------------------------------------------
-
-
-def _phi_rope(hf_config: Any) -> tuple[float, float]:
-    """(rope_theta, partial_rotary_factor) from a 4.x or 5.x ``PhiConfig``; plain RoPE only."""
-    params = getattr(hf_config, "rope_parameters", None)
-    if params:
-        rope_type = params.get("rope_type", "default")
-        theta, factor = params["rope_theta"], params.get("partial_rotary_factor", 1.0)
-    else:
-        scaling = getattr(hf_config, "rope_scaling", None)
-        rope_type = (scaling or {}).get("rope_type", (scaling or {}).get("type", "default"))
-        theta, factor = hf_config.rope_theta, hf_config.partial_rotary_factor
-    if rope_type != "default":
-        raise ConfigError(f"rope type {rope_type!r} is not supported (plain RoPE only)")
-    return float(theta), float(factor)
-
-
-def text_config_from_phi(hf_config: Any, **overrides: Any) -> TextConfig:
-    """A TextConfig matching a ``PhiConfig``. HF Phi is fully causal, so the image prefix is not
-    bidirectional unless ``overrides`` says otherwise."""
-    if getattr(hf_config, "qk_layernorm", False):
-        raise ConfigError("Phi with qk_layernorm has no equivalent here")
-    head_dim = hf_config.hidden_size // hf_config.num_attention_heads
-    if getattr(hf_config, "head_dim", None) not in (None, head_dim):
-        raise ConfigError(f"Phi head_dim {hf_config.head_dim} differs from hidden_size / heads = {head_dim}")
-    theta, factor = _phi_rope(hf_config)
-    fields = dict(
-        dim=hf_config.hidden_size,
-        ff_dim=hf_config.intermediate_size,
-        n_layers=hf_config.num_hidden_layers,
-        vocab_size=hf_config.vocab_size,
-        max_context=hf_config.max_position_embeddings,
-        n_heads=hf_config.num_attention_heads,
-        n_kv_heads=getattr(hf_config, "num_key_value_heads", None) or hf_config.num_attention_heads,
-        rope_theta=theta,
-        partial_rotary_factor=factor,
-        layer_norm_eps=hf_config.layer_norm_eps,
-        gelu=_gelu_kind(hf_config.hidden_act),
-        prefix_bidirectional=False,
-    )
-    fields.update(overrides)
-    return replace(TextConfig(), **fields)
 
 
 def phi_to_moonlet(

@@ -16,7 +16,8 @@ import torch
 
 from ..config import ConfigError, MoondreamConfig
 from ..modeling.model import MoondreamModel
-from ..profiles import DEFAULT_PROFILE, config_from_json, profile_for_revision
+from ..profiles import DEFAULT_PROFILE, profile_for_revision
+from .config_json import config_from_json
 from ..tokenizer import Tokenizer
 from .weights import WeightsError, checkpoint_files, read_checkpoint, refuse_pickle
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from .config_json import config_to_dict
 from .weights import save_checkpoint
 
 
@@ -17,7 +18,7 @@ def save_pretrained(model, directory: str | Path, dtype: torch.dtype | None = No
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_checkpoint(net.state_dict(), directory / "model.safetensors", dtype=dtype)
-    config = net.config.to_dict()
+    config = config_to_dict(net.config)
     if dtype is not None:
         config["dtype"] = str(dtype).removeprefix("torch.")
     (directory / "config.json").write_text(json.dumps({"model_type": "moondream1", "config": config}, indent=1))
