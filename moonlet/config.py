@@ -14,6 +14,8 @@ from typing import Mapping
 
 GELU_KINDS = ("tanh", "exact")
 CROP_SCHEMES = ("overlap", "single", "grid")
+STEM_KINDS = ("linear", "conv")
+POSITION_TABLES = ("learned", "sincos")
 SIZE_BIN_KINDS = ("log", "linear")
 
 
@@ -83,6 +85,25 @@ class VisionConfig:
     resample: str = "lanczos"
     grid_max: int = 2
     grid_min_side: int = 512  # images whose longer side is below this get a single tile
+    # Small-model options for training from scratch (the defaults are SigLIP's, as every release has):
+    # "conv": stride-2 3x3 convolutions of ``stem_channels`` widths, then the patch projection over
+    # what remains of each patch; "linear": one projection of the raw patch.
+    stem: str = "linear"
+    stem_channels: tuple[int, ...] = ()
+    coord_channels: bool = False  # append the normalised x and y of each pixel as two channels (CoordConv)
+    patch_norm: bool = False  # LayerNorm on the patch features before the position table is added
+    # "learned": a trained table only; "sincos": a fixed 2-D sin-cos table (unit scale) plus the trained one.
+    position_table: str = "learned"
+
+    @property
+    def stem_in_channels(self) -> int:
+        """Channels the stem sees: the image's, plus two coordinate channels with CoordConv."""
+        return self.in_channels + (2 if self.coord_channels else 0)
+
+    @property
+    def stem_stride(self) -> int:
+        """Downsampling of the conv stem before the patch projection (1 without one)."""
+        return 2 ** len(self.stem_channels) if self.stem == "conv" else 1
 
     @property
     def grid_size(self) -> int:
@@ -95,7 +116,9 @@ class VisionConfig:
 
     @property
     def patch_dim(self) -> int:
-        return self.in_channels * self.enc_patch_size**2
+        """Inputs of the patch projection: a patch of the stem's output, flattened channel-major."""
+        channels = self.stem_channels[-1] if self.stem == "conv" else self.stem_in_channels
+        return channels * (self.enc_patch_size // self.stem_stride) ** 2
 
     @property
     def head_dim(self) -> int:
@@ -119,6 +142,17 @@ class VisionConfig:
             raise ConfigError(f"vision.gelu must be one of {GELU_KINDS}, got {self.gelu!r}")
         if self.crop_scheme == "overlap" and 2 * self.overlap_margin >= self.grid_size:
             raise ConfigError("vision.overlap_margin leaves no usable window per crop")
+        if self.stem not in STEM_KINDS:
+            raise ConfigError(f"vision.stem must be one of {STEM_KINDS}, got {self.stem!r}")
+        if (self.stem == "conv") != bool(self.stem_channels):
+            raise ConfigError("vision.stem_channels must be given exactly when vision.stem is 'conv'")
+        if self.enc_patch_size % self.stem_stride:
+            raise ConfigError(
+                f"vision.enc_patch_size {self.enc_patch_size} is not a multiple of the conv stem's stride "
+                f"{self.stem_stride} ({len(self.stem_channels)} stride-2 convolutions)"
+            )
+        if self.position_table not in POSITION_TABLES:
+            raise ConfigError(f"vision.position_table must be one of {POSITION_TABLES}, got {self.position_table!r}")
 
 
 @dataclass(frozen=True)

@@ -154,7 +154,7 @@ def build_model(
     skip = () if config.region.enabled else ("region_model.", "model.region.")
     state = read_checkpoint(weights, expected, device=device, dtype=dtype, skip_prefixes=skip)
     model.load_state_dict(state, strict=True, assign=True)
-    model.text.init_buffers(device)
+    model.init_buffers(device)
     return model.eval().requires_grad_(False)
 
 

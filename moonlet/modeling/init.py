@@ -15,7 +15,8 @@ FOURIER_STD = 10.0  # frequencies (cycles per unit) of the coordinate/size Fouri
 @torch.no_grad()
 def init_weights(model: MoondreamModel, seed: int = 0) -> MoondreamModel:
     """Normal(0, 0.02) linears and embeddings, zero biases, unit LayerNorms; residual output
-    projections scaled by 1/sqrt(2·layers); Fourier frequencies Normal(0, 10)."""
+    projections scaled by 1/sqrt(2·layers); He-normal stem convolutions; Fourier frequencies
+    Normal(0, 10)."""
     generator = torch.Generator().manual_seed(seed)
 
     def normal_(tensor: torch.Tensor, std: float) -> None:
@@ -28,6 +29,10 @@ def init_weights(model: MoondreamModel, seed: int = 0) -> MoondreamModel:
             normal_(module.weight, LINEAR_STD * (depth_scale if residual else 1.0))
             if module.bias is not None:
                 module.bias.zero_()
+        elif isinstance(module, nn.Conv2d):  # the conv stem: He-normal for the GELUs that follow
+            fan_in = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+            normal_(module.weight, (2.0 / fan_in) ** 0.5)
+            module.bias.zero_()
         elif isinstance(module, nn.LayerNorm):
             module.weight.fill_(1.0)
             module.bias.zero_()
@@ -44,6 +49,6 @@ def build_random(config: MoondreamConfig, device: str | torch.device = "cpu", dt
     with torch.device("meta"):
         model = MoondreamModel(config)
     model.to_empty(device=device)
-    model.text.init_buffers(device)
+    model.init_buffers(device)
     init_weights(model, seed)
     return model.to(dtype)

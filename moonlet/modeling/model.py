@@ -25,6 +25,12 @@ class MoondreamModel(nn.Module):
         self.text = TextDecoder(config.text)
         self.region = RegionModel(config.region) if config.region.enabled else None
 
+    def init_buffers(self, device: torch.device | str | None = None) -> None:
+        """Compute the derived tables (rotary, fixed positions) after weights are assigned or
+        a model built on the meta device is materialised."""
+        self.text.init_buffers(device)
+        self.vision.init_buffers(device)
+
     @property
     def device(self) -> torch.device:
         return self.text.wte.device

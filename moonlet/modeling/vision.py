@@ -37,29 +37,96 @@ class VisionBlock(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
+def sincos_table(grid: int, dim: int) -> torch.Tensor:
+    """(grid², dim) fixed 2-D sin-cos positions, row-major: half the channels encode y, half x,
+    each as sines and cosines of geometrically spaced frequencies; entries in [-1, 1]."""
+    if dim % 4:
+        raise ValueError(f"a 2-D sin-cos table needs a width divisible by 4, got {dim}")
+    quarter = dim // 4
+    frequencies = 1.0 / (10000.0 ** (torch.arange(quarter, dtype=torch.float32) / quarter))  # quarter
+    coords = torch.arange(grid, dtype=torch.float32)
+    angles = coords[:, None] * frequencies[None]  # grid, quarter
+    axis = torch.cat((angles.sin(), angles.cos()), dim=-1)  # grid, dim/2
+    y = axis[:, None, :].expand(grid, grid, dim // 2)
+    x = axis[None, :, :].expand(grid, grid, dim // 2)
+    return torch.cat((y, x), dim=-1).reshape(grid * grid, dim)
+
+
+class ConvStem(nn.Module):
+    """Stride-2 3x3 convolutions with GELU between them: (N, C, S, S) → (N, C', S/2^k, S/2^k)."""
+
+    def __init__(self, config: VisionConfig):
+        super().__init__()
+        widths = (config.stem_in_channels, *config.stem_channels)
+        self.convs = nn.ModuleList(
+            nn.Conv2d(a, b, kernel_size=3, stride=2, padding=1) for a, b in zip(widths[:-1], widths[1:])
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for index, conv in enumerate(self.convs):
+            x = conv(x)
+            if index < len(self.convs) - 1:
+                x = F.gelu(x, approximate="tanh")
+        return x
+
+
+def coordinate_channels(pixels: torch.Tensor) -> torch.Tensor:
+    """(N, C, S, S) → (N, C + 2, S, S): each pixel's x and y in [-1, 1] appended (CoordConv)."""
+    n, _, height, width = pixels.shape
+    ys = torch.linspace(-1.0, 1.0, height, device=pixels.device, dtype=pixels.dtype)
+    xs = torch.linspace(-1.0, 1.0, width, device=pixels.device, dtype=pixels.dtype)
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    coords = torch.stack((grid_x, grid_y))[None].expand(n, 2, height, width)
+    return torch.cat((pixels, coords), dim=1)
+
+
 class VisionEncoder(nn.Module):
     """Crops → per-patch features. Also owns the projection MLP into the text width."""
 
     def __init__(self, config: VisionConfig):
         super().__init__()
         self.config = config
+        self.stem = ConvStem(config) if config.stem == "conv" else None
         self.patch_emb = nn.Linear(config.patch_dim, config.enc_dim)
+        self.patch_norm = nn.LayerNorm(config.enc_dim, eps=config.layer_norm_eps) if config.patch_norm else None
         self.pos_emb = nn.Parameter(torch.zeros(1, config.n_patches, config.enc_dim))
+        self.register_buffer("pos_fixed", None, persistent=False)
+        self.init_buffers()
         self.blocks = nn.ModuleList(VisionBlock(config) for _ in range(config.enc_n_layers))
         self.post_ln = nn.LayerNorm(config.enc_dim, eps=config.layer_norm_eps)
         self.proj_mlp = MLP(config.proj_in_dim, config.proj_inner_dim, config.proj_out_dim, gelu=config.gelu)
 
+    def init_buffers(self, device: torch.device | str | None = None) -> None:
+        """(Re)compute the tables derived from the config (never stored in checkpoints)."""
+        if self.config.position_table == "sincos":
+            table = sincos_table(self.config.grid_size, self.config.enc_dim)[None].to(device)
+            self.register_buffer("pos_fixed", table, persistent=False)
+
     def patchify(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(N, C, S, S) → (N, grid², C·p·p), patches row-major, each flattened channel-major."""
-        n, channels, _, _ = pixels.shape
-        p, g = self.config.enc_patch_size, self.config.grid_size
+        """(N, C, S', S') → (N, grid², C·p'·p'), patches row-major, each flattened channel-major
+        (p' = S' / grid: the patch size, or what is left of it after the conv stem)."""
+        n, channels, side, _ = pixels.shape
+        g = self.config.grid_size
+        p = side // g
         x = pixels.reshape(n, channels, g, p, g, p)  # N, C, gy, py, gx, px
         x = x.permute(0, 2, 4, 1, 3, 5)  # N, gy, gx, C, py, px
         return x.reshape(n, g * g, channels * p * p)
 
+    def patch_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, C, S, S) normalised crops → (N, grid², enc_dim) before the blocks, positions added."""
+        if self.config.coord_channels:
+            pixels = coordinate_channels(pixels)
+        if self.stem is not None:
+            pixels = self.stem(pixels)
+        x = self.patch_emb(self.patchify(pixels))
+        if self.patch_norm is not None:
+            x = self.patch_norm(x)
+        x = x + self.pos_emb
+        return x if self.pos_fixed is None else x + self.pos_fixed.to(x.dtype)
+
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """(N, C, S, S) normalised crops → (N, grid², enc_dim) after post_ln."""
-        x = self.patch_emb(self.patchify(pixels)) + self.pos_emb
+        x = self.patch_features(pixels)
         for block in self.blocks:
             x = block(x)
         return self.post_ln(x)
