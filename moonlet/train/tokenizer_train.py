@@ -1,4 +1,7 @@
-"""Training a small byte-level BPE tokenizer whose special ids match the profile's templates."""
+"""Training a small byte-level BPE tokenizer whose special ids match the profile's templates.
+
+Digits are split into single digits before BPE, so "128" is three tokens: a small model then
+learns ten digit tokens instead of one token per number seen in training."""
 
 from __future__ import annotations
 
@@ -31,7 +34,9 @@ TEMPLATE_WORDS = ("describe", "short", "normal", "long", "query", "detect", "poi
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048, min_frequency: int = 2) -> Tokenizer:
     backend = HFTokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
