@@ -86,7 +86,8 @@ class Engine:
     """Text generation and region decoding over one model.
 
     ``compile``: run each decode step through ``torch.compile`` (CUDA graphs on GPU, via
-    ``mode="reduce-overhead"``) and compile the model's vision encoder in place. Attention
+    ``mode="reduce-overhead"``) and compile the model's vision encoder in place, each as one
+    graph (``fullgraph=True``). Attention
     lengths are bucketed, so a compiled step is reused for every step of a bucket; the first
     step of each new (batch size, bucket) compiles.
     """
@@ -102,8 +103,9 @@ class Engine:
         self._decode = self._decode_step
         if compile:
             mode = "reduce-overhead" if model.device.type == "cuda" else None
-            self._decode = torch.compile(self._decode_step, mode=mode, dynamic=False)
-            model.vision.compile(dynamic=False)  # in place: parameter names stay as they are
+            # fullgraph: a graph break is an error rather than a silent fall back to eager pieces
+            self._decode = torch.compile(self._decode_step, mode=mode, dynamic=False, fullgraph=True)
+            model.vision.compile(dynamic=False, fullgraph=True)  # in place: parameter names stay as they are
 
     @property
     def context(self) -> int:
@@ -288,7 +290,8 @@ class Engine:
             raise ValueError("this model has no region head")
         per_object = 3 if with_size else 2
         room = self.context - prefix.length - len(prompt)  # the cache is sized for every object
-        greedy = SamplingSettings(max_tokens=max(1, min(max_objects * per_object + 1, room)), temperature=0.0, top_p=1.0)
+        budget = max(1, min(max_objects * per_object + 1, room))
+        greedy = SamplingSettings(max_tokens=budget, temperature=0.0, top_p=1.0)
         rows, hidden, logits = self.start([TextRequest(prefix, prompt, greedy)])
         results: list[dict[str, float]] = []
         while int(logits.argmax(-1)[0]) != eos_id and len(results) < max_objects:
