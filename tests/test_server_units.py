@@ -220,3 +220,17 @@ def test_serve_refuses_limits_out_of_range_by_flag(flag, value, capsys):
     add_serve_parser(parser.add_subparsers(dest="command"))
     assert run_serve(parser.parse_args(["serve", flag, value])) == 2
     assert f"{flag} must be positive" in capsys.readouterr().err
+
+
+def test_limit_errors_name_their_field(capsys):
+    from moonlet.server.cli import add_serve_parser, run_serve
+    from moonlet.server.limits import LimitError, ServerLimits
+
+    with pytest.raises(LimitError) as caught:
+        ServerLimits(batch_window_ms=-1)
+    assert (caught.value.field, caught.value.problem) == ("batch_window_ms", "must not be negative, got -1")
+    assert str(caught.value) == "batch_window_ms must not be negative, got -1"
+    parser = argparse.ArgumentParser()
+    add_serve_parser(parser.add_subparsers(dest="command"))
+    assert run_serve(parser.parse_args(["serve", "--image-url-max-mb", "nan"])) == 2
+    assert "--image-url-max-mb must be a finite number, got nan" in capsys.readouterr().err

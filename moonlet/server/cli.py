@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
 from ..cli_args import add_model_arguments
-from .limits import MIB, ServerLimits
+from .limits import MIB, LimitError, ServerLimits
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 LIMIT_FLAGS = {  # ServerLimits field -> the serve flag that sets it
@@ -51,10 +52,17 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def mib_to_bytes(megabytes: float, field: str) -> int:
+    """``megabytes`` MiB in bytes; LimitError naming ``field`` for a NaN or an infinity."""
+    if not math.isfinite(megabytes):
+        raise LimitError(field, f"must be a finite number, got {megabytes}")
+    return int(megabytes * MIB)
+
+
 def app_options(args: argparse.Namespace) -> dict:
     """``create_app`` keyword arguments (key, limits, name) from parsed ``serve`` arguments."""
     limits = ServerLimits(
-        max_body_bytes=int(args.max_body_mb * MIB),
+        max_body_bytes=mib_to_bytes(args.max_body_mb, "max_body_bytes"),
         max_batch=args.max_batch,
         max_queue=args.max_queue,
         max_concurrent=args.max_concurrent,
@@ -62,7 +70,7 @@ def app_options(args: argparse.Namespace) -> dict:
         request_timeout_s=args.request_timeout,
         max_image_pixels=args.max_image_pixels,
         allow_image_urls=args.allow_image_urls,
-        image_url_max_bytes=int(args.image_url_max_mb * MIB),
+        image_url_max_bytes=mib_to_bytes(args.image_url_max_mb, "image_url_max_bytes"),
     )
     return dict(api_key=args.api_key or os.environ.get("MOONLET_API_KEY") or None, limits=limits, name=args.name)
 
@@ -83,9 +91,8 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     try:
         options = app_options(args)
-    except ValueError as exc:  # a limit out of range, named by ServerLimits: name its flag instead
-        field, _, rest = str(exc).partition(" ")
-        print(f"moonlet: error: {LIMIT_FLAGS.get(field, field)} {rest}", file=sys.stderr)
+    except LimitError as exc:  # a limit out of range: name the flag that set it
+        print(f"moonlet: error: {LIMIT_FLAGS.get(exc.field, exc.field)} {exc.problem}", file=sys.stderr)
         return 2
     if args.host not in LOOPBACK and not options["api_key"]:
         print(f"moonlet: warning: serving on {args.host} without an API key (set --api-key or MOONLET_API_KEY)", file=sys.stderr)

@@ -26,8 +26,23 @@ MIB = 1024 * 1024
 RETRY_AFTER = {"Retry-After": "1"}  # seconds, on 429 and 503
 
 
+class LimitError(ValueError):
+    """A limit out of range; ``field`` names the ServerLimits field, ``problem`` says what is wrong."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field} {problem}")
+        self.field = field
+        self.problem = problem
+
+
+POSITIVE_LIMITS = ("max_body_bytes", "max_batch", "max_queue", "max_concurrent", "request_timeout_s",
+                   "max_image_pixels", "image_url_max_bytes", "image_url_timeout_s")
+
+
 @dataclass(frozen=True)
 class ServerLimits:
+    """What the server accepts; a value out of range raises ``LimitError``."""
+
     max_body_bytes: int = 20 * MIB
     max_batch: int = 8
     max_queue: int = 256
@@ -40,10 +55,8 @@ class ServerLimits:
     image_url_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
-        positive = ("max_body_bytes", "max_batch", "max_queue", "max_concurrent", "request_timeout_s",
-                    "max_image_pixels", "image_url_max_bytes", "image_url_timeout_s")
-        for name in positive:
+        for name in POSITIVE_LIMITS:
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+                raise LimitError(name, f"must be positive, got {getattr(self, name)!r}")
         if self.batch_window_ms < 0:
-            raise ValueError(f"batch_window_ms must not be negative, got {self.batch_window_ms!r}")
+            raise LimitError("batch_window_ms", f"must not be negative, got {self.batch_window_ms!r}")
