@@ -96,9 +96,9 @@ def run_train(args) -> int:
     trainer = Trainer(model, tokenizer, config)
     if args.profile and trainer.is_main and not (Path(args.out) / "init").is_dir():
         from ..checkpoints.save import save_pretrained
-        from .trainer import _ModelWithTokenizer
+        from .trainer import ModelWithTokenizer
 
-        save_pretrained(_ModelWithTokenizer(model, tokenizer), Path(args.out) / "init")
+        save_pretrained(ModelWithTokenizer(model, tokenizer), Path(args.out) / "init")
     trainer.fit(resume=args.resume)
     trainer.save()
     exported = trainer.export(dtype=_dtype(args.export_dtype))

@@ -248,7 +248,7 @@ class Trainer:
         if self.config.mode == "lora":
             merge_lora(self.model)
         self.model.eval()
-        return save_pretrained(_ModelWithTokenizer(self.model, self.tokenizer), directory or self.out / "model", dtype)
+        return save_pretrained(ModelWithTokenizer(self.model, self.tokenizer), directory or self.out / "model", dtype)
 
     def fit(self, resume: bool = False) -> list[dict]:
         if resume:
@@ -279,6 +279,8 @@ class Trainer:
 
 
 @dataclass
-class _ModelWithTokenizer:
+class ModelWithTokenizer:
+    """A network and its tokenizer, in the shape ``save_pretrained`` saves (as a ``Moondream`` is)."""
+
     model: MoondreamModel
     tokenizer: object
