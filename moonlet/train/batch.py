@@ -29,6 +29,7 @@ class PackedBatch:
     size: torch.Tensor  # (B, L, 2)
     sequence_index: torch.Tensor  # (B, L) index of the slot's sequence in the batch, -1 for padding
     n_sequences: int
+    tasks: list[str]  # per sequence, in sequence_index order
 
     def to(self, device) -> "PackedBatch":
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
@@ -51,6 +52,7 @@ def pack(images: list[tuple[torch.Tensor, tuple[int, int], list[Sequence]]], pre
     size = torch.full((batch, width, 2), IGNORE, dtype=torch.long)
     sequence_index = torch.full((batch, width), -1, dtype=torch.long)
     n_sequences = 0
+    tasks = []
     for row, (_, _, seqs) in enumerate(images):
         start = 0
         for number, seq in enumerate(seqs, start=1):
@@ -64,6 +66,7 @@ def pack(images: list[tuple[torch.Tensor, tuple[int, int], list[Sequence]]], pre
             coord[row, start:end] = torch.tensor(seq.coord)
             size[row, start:end] = torch.tensor(seq.size)
             sequence_index[row, start:end] = n_sequences
+            tasks.append(seq.task)
             n_sequences += 1
             start = end
     return PackedBatch(
@@ -79,6 +82,7 @@ def pack(images: list[tuple[torch.Tensor, tuple[int, int], list[Sequence]]], pre
         size=size,
         sequence_index=sequence_index,
         n_sequences=n_sequences,
+        tasks=tasks,
     )
 
 

@@ -40,15 +40,48 @@ def packed_hidden(model: MoondreamModel, batch: PackedBatch) -> torch.Tensor:
     return model.text(x, positions, mask)[:, prefix_len:]
 
 
+TASKS = ("query", "point", "detect", "caption_short", "caption_normal", "caption_long")
+
+
 @dataclass(frozen=True)
 class LossWeights:
-    """``region``: weight of coordinate and size targets against token targets.
+    """``region``: weight of coordinate and size targets against token targets within a row.
     ``bin_sigma``: width (in bins) of the Gaussian soft labels for coordinate and size bins;
     0 gives plain one-hot targets (the reference recipe). Neighbouring bins are nearly right,
-    so soft labels make the 1024-way bins learnable from scratch much sooner."""
+    so soft labels make the 1024-way bins learnable from scratch much sooner.
+    ``tasks``: weight of each row by what it trains (see ``TASKS``; ``caption`` sets every caption
+    length not named on its own); unnamed tasks weigh 1. A row's loss is the mean over its own
+    targets, so a long caption counts as one row, not as its many tokens."""
 
     region: float = 1.0
     bin_sigma: float = 0.0
+    tasks: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        known = set(TASKS) | {"caption"}
+        for name, weight in self.tasks:
+            if name not in known:
+                raise ValueError(f"unknown task {name!r} in task weights; known: {', '.join(sorted(known))}")
+            if weight < 0:
+                raise ValueError(f"task weight {name}={weight} must be >= 0")
+
+    def task(self, name: str) -> float:
+        weights = dict(self.tasks)
+        if name in weights:
+            return weights[name]
+        return weights.get("caption", 1.0) if name.startswith("caption_") else 1.0
+
+
+def parse_task_weights(text: str) -> tuple[tuple[str, float], ...]:
+    """``"query=1,caption=0.2,caption_long=0.05"`` → (("query", 1.0), ...); validated by LossWeights."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"task weight {item!r} must be NAME=WEIGHT")
+        pairs.append((name.strip(), float(value)))
+    LossWeights(tasks=tuple(pairs))
+    return tuple(pairs)
 
 
 def soft_bin_targets(targets: torch.Tensor, n_bins: int, sigma: float) -> torch.Tensor:
@@ -59,11 +92,12 @@ def soft_bin_targets(targets: torch.Tensor, n_bins: int, sigma: float) -> torch.
 
 
 def losses(model: MoondreamModel, batch: PackedBatch, weights: LossWeights = LossWeights()) -> dict[str, torch.Tensor]:
-    """Per-image weighted mean of every target's loss, averaged over images (so that splitting a
-    batch across data-parallel ranks averages to the same value); also the parts for logging."""
+    """Each row's mean over its targets (token, coordinate and size targets, the latter weighted by
+    ``weights.region``), then the mean over rows weighted by their task; also the parts for logging."""
     hidden = packed_hidden(model, batch)
-    per_image = torch.zeros(hidden.shape[0], device=hidden.device)
-    counts = torch.zeros(hidden.shape[0], device=hidden.device)
+    n = batch.n_sequences
+    row_sum = torch.zeros(n, device=hidden.device)
+    row_count = torch.zeros(n, device=hidden.device)
     parts: dict[str, torch.Tensor] = {}
 
     def add(name: str, selected: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor, weight: float, soft: bool) -> None:
@@ -76,9 +110,9 @@ def losses(model: MoondreamModel, batch: PackedBatch, weights: LossWeights = Los
             loss = loss.view(targets.shape)
         if loss.dim() > 1:  # sizes: (n, 2) → one loss per slot
             loss = loss.mean(-1)
-        rows = selected.nonzero()[:, 0]
-        per_image.index_add_(0, rows, loss * weight)
-        counts.index_add_(0, rows, torch.full_like(loss, weight))
+        rows = batch.sequence_index[selected]
+        row_sum.index_add_(0, rows, loss * weight)
+        row_count.index_add_(0, rows, torch.full_like(loss, weight))
         parts[name] = loss.detach().mean()
 
     lm_sel = batch.lm != IGNORE
@@ -93,5 +127,18 @@ def losses(model: MoondreamModel, batch: PackedBatch, weights: LossWeights = Los
         if size_sel.any():
             logits = model.region.size_logits(hidden[size_sel])  # n, 2, bins
             add("size", size_sel, logits, batch.size[size_sel], weights.region, soft=True)
-    parts["loss"] = (per_image / counts.clamp(min=1e-9)).mean()
+    row_loss = row_sum / row_count.clamp(min=1e-9)
+    task_weight = torch.tensor([weights.task(task) for task in batch.tasks], device=hidden.device)
+    for task in sorted(set(batch.tasks)):
+        chosen = torch.tensor([t == task for t in batch.tasks], device=hidden.device) & (row_count > 0)
+        if chosen.any():
+            parts[f"task_{task}"] = row_loss[chosen].detach().mean()
+    parts["loss_sum"] = (row_loss * task_weight).sum()
+    parts["loss"] = parts["loss_sum"] / max(batch_weight(batch, weights), 1e-9)
     return parts
+
+
+def batch_weight(batch: PackedBatch, weights: LossWeights) -> float:
+    """The sum of the batch's row weights: the denominator of its loss. It depends on the data
+    only, so data-parallel ranks can agree on the global one before any forward pass."""
+    return sum(weights.task(task) for task in batch.tasks)

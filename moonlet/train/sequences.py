@@ -27,6 +27,7 @@ TOKEN, COORD, SIZE = 0, 1, 2
 
 @dataclass
 class Sequence:
+    task: str  # what the row trains (a key of LossWeights.tasks): query, point, detect, caption_<length>
     kind: list[int]  # TOKEN / COORD / SIZE per slot
     ids: list[int]  # token id for TOKEN slots (0 otherwise)
     values: list[tuple[float, float]]  # coordinate (v, 0) or size (w, h) for the other slots
@@ -46,8 +47,8 @@ class Sequence:
         self.size.append((IGNORE, IGNORE))
 
 
-def empty() -> Sequence:
-    return Sequence([], [], [], [], [], [])
+def empty(task: str) -> Sequence:
+    return Sequence(task, [], [], [], [], [], [])
 
 
 def coordinate_bin(value: float, n_bins: int) -> int:
@@ -70,10 +71,10 @@ class SequenceBuilder:
         self.eos = config.tokenizer.eos_id
         self.continue_id = config.tokenizer.coord_id
 
-    def text(self, prompt: list[int], answer: str) -> Sequence:
+    def text(self, prompt: list[int], answer: str, task: str) -> Sequence:
         """prompt tokens, then answer tokens; loss on every answer token and the end id."""
         answer_ids = self.prompts.tokenizer.encode(answer)
-        seq = empty()
+        seq = empty(task)
         for token in prompt + answer_ids:
             seq.append(TOKEN, token)
         targets = answer_ids + [self.eos]
@@ -84,7 +85,7 @@ class SequenceBuilder:
 
     def region(self, prompt: list[int], items: list[tuple[float, ...]], with_size: bool) -> Sequence:
         region = self.config.region
-        seq = empty()
+        seq = empty("detect" if with_size else "point")
         for token in prompt:
             seq.append(TOKEN, token)
         last = len(seq) - 1
@@ -108,9 +109,10 @@ class SequenceBuilder:
     def from_row(self, row) -> Sequence:
         """A ``moonlet.data.reader.Row`` → its sequence."""
         if row.kind == "caption":
-            return self.text(self.prompts.caption(row.length or "normal"), row.caption)
+            length = row.length or "normal"
+            return self.text(self.prompts.caption(length), row.caption, f"caption_{length}")
         if row.kind == "query":
-            return self.text(self.prompts.query(row.question), row.answer)
+            return self.text(self.prompts.query(row.question), row.answer, "query")
         if row.kind == "detect":
             return self.region(self.prompts.detect(row.object), list(row.boxes), with_size=True)
         if row.kind == "point":

@@ -22,12 +22,14 @@ from ..progress import progress_bar
 from ..prompts import PromptBuilder
 from .batch import pack
 from .checkpoint import latest_checkpoint, load_training_state, save_training_state
+from .dev_eval import BAR_KEYS, dev_samples, evaluate_dev
 from .data import BatchOrder, ImageGroup, load_groups
 from .lora import add_lora, merge_lora
-from .objective import LossWeights, losses
+from .objective import LossWeights, batch_weight, losses, parse_task_weights
 from .sequences import SequenceBuilder
 
 MODES = ("full", "text", "region", "lora")
+SCHEDULES = ("cosine", "wsd")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,12 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup: int = 50
     min_lr_ratio: float = 0.1
+    # "cosine": warm-up, then cosine decay to min_lr_ratio over the run. "wsd" (warmup-stable-decay):
+    # warm-up, a constant rate, and a linear cool-down to min_lr_ratio over the last decay_steps; a
+    # run can be extended later from its last pre-cool-down checkpoint at no loss.
+    schedule: str = "cosine"
+    decay_steps: int = 0
+    task_weights: str = ""  # e.g. "caption=0.2,caption_long=0.05" (moonlet.train.objective.TASKS)
     clip: float = 1.0
     seed: int = 0
     mode: str = "full"
@@ -52,6 +60,8 @@ class TrainConfig:
     eval_data: str | None = None
     eval_every: int = 200
     eval_images: int = 32
+    dev_data: str | None = None  # a generated dev set (its own seed): scored by greedy decoding every eval_every steps
+    dev_scenes: int = 100
     save_every: int = 500
     log_every: int = 10
     rows_per_image: int | None = None  # sample this many of an image's rows per step (default: all)
@@ -64,13 +74,23 @@ class TrainConfig:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise ValueError("steps, batch_size and grad_accum must be positive")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not 0 <= self.decay_steps <= self.steps - self.warmup:
+            raise ValueError(f"decay_steps {self.decay_steps} must be in [0, steps - warmup = {self.steps - self.warmup}]")
+        parse_task_weights(self.task_weights)
         return self
 
 
 def learning_rate_factor(step: int, config: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to ``min_lr_ratio``."""
+    """Linear warm-up, then cosine decay to ``min_lr_ratio`` or (wsd) constant and a linear cool-down."""
     if step < config.warmup:
         return (step + 1) / config.warmup
+    if config.schedule == "wsd":
+        into_decay = step - (config.steps - config.decay_steps)
+        if into_decay < 0:
+            return 1.0
+        return 1.0 - (1.0 - config.min_lr_ratio) * (into_decay + 1) / config.decay_steps
     progress = (step - config.warmup) / max(1, config.steps - config.warmup)
     return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
@@ -136,7 +156,7 @@ class Trainer:
         self.device = model.device
         select_trainable(model, config)
         model.train()
-        self.weights = LossWeights(config.region_weight, config.bin_sigma)
+        self.weights = LossWeights(config.region_weight, config.bin_sigma, parse_task_weights(config.task_weights))
         self.module: nn.Module = TrainingModule(model, self.weights)
         if self.world > 1:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
@@ -147,6 +167,7 @@ class Trainer:
         self.builder = SequenceBuilder(model.config, PromptBuilder(model.config.tokenizer, tokenizer))
         self.groups = load_groups(config.data)
         self.eval_groups = load_groups(config.eval_data)[: config.eval_images] if config.eval_data else []
+        self.dev = dev_samples(config.dev_data, config.dev_scenes) if config.dev_data and self.is_main else []
         self.order = BatchOrder(len(self.groups), config.batch_size * config.grad_accum, config.seed)
         self.out = Path(config.out)
         self.step = 0
@@ -193,21 +214,31 @@ class Trainer:
         return True
 
     def train_step(self) -> dict[str, float]:
+        """One optimiser step over this rank's micro-batches. The loss is the weighted mean over
+        every row of the global batch (all micro-batches, all ranks), so accumulation and data
+        parallelism change nothing but the speed."""
         self._set_lr()
         self.optimizer.zero_grad(set_to_none=True)
         micro = list(self._micro_batches(self.step))
-        totals: dict[str, float] = {}
+        weight = torch.tensor([sum(batch_weight(batch, self.weights) for batch in micro)], dtype=torch.float64, device=self.device)
+        if self.world > 1:
+            torch.distributed.all_reduce(weight)
+        total_weight = max(float(weight), 1e-9)
+        totals: dict[str, float] = {"loss": 0.0}
         for index, batch in enumerate(micro):
             sync = index == len(micro) - 1 or not hasattr(self.module, "no_sync")
             with (nullcontext() if sync else self.module.no_sync()), self.autocast:
                 parts = self.module(batch)
-                (parts["loss"] / len(micro)).backward()
+                # DDP averages gradients over ranks: scale by the world size to get the global sum's gradient
+                (parts["loss_sum"] * (self.world / total_weight)).backward()
+            totals["loss"] += float(parts["loss_sum"].detach()) / total_weight
             for key, value in parts.items():
-                totals[key] = totals.get(key, 0.0) + float(value.detach()) / len(micro)
-        if self.world > 1:  # log the global batch's loss, not this rank's (parts stay rank-local)
-            loss = torch.tensor([totals["loss"]], device=self.device)
+                if key not in ("loss", "loss_sum"):
+                    totals[key] = totals.get(key, 0.0) + float(value.detach()) / len(micro)
+        if self.world > 1:  # the global batch's loss; the other parts stay rank-local
+            loss = torch.tensor([totals["loss"]], dtype=torch.float64, device=self.device)
             torch.distributed.all_reduce(loss)
-            totals["loss"] = float(loss) / self.world
+            totals["loss"] = float(loss)
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         totals["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, self.config.clip))
         self.optimizer.step()
@@ -259,19 +290,25 @@ class Trainer:
         shown = self.config.progress and self.is_main
         progress = progress_bar(self.config.steps, self.step, "train", shown, unit="step")
         started = time.time()
+        shown_dev: dict[str, str] = {}
         while self.step < self.config.steps:
             metrics = self.train_step()
             metrics["step"] = self.step
             metrics["lr"] = self.optimizer.param_groups[0]["lr"]
             metrics["elapsed_s"] = round(time.time() - started, 3)
-            if self.config.eval_every and self.step % self.config.eval_every == 0:
+            metrics["images"] = self.step * self.config.batch_size * self.config.grad_accum
+            evaluating = bool(self.config.eval_every) and self.step % self.config.eval_every == 0
+            if evaluating and self.eval_groups:
                 metrics["eval_loss"] = self.evaluate()
+            if evaluating and self.dev:
+                metrics.update(evaluate_dev(self.model, self.tokenizer, self.dev))
+                shown_dev = {short: f"{metrics[key]:.2f}" for key, short in BAR_KEYS.items() if key in metrics}
             history.append(metrics)
-            if self.is_main and (self.step % self.config.log_every == 0 or self.step == self.config.steps or "eval_loss" in metrics):
+            if self.is_main and (self.step % self.config.log_every == 0 or self.step == self.config.steps or evaluating):
                 with log_path.open("a") as log:
                     log.write(json.dumps(metrics) + "\n")
             progress.update(1)
-            progress.set_postfix(loss=f"{metrics['loss']:.4f}")
+            progress.set_postfix(loss=f"{metrics['loss']:.4f}", **shown_dev)
             if self.config.save_every and self.step % self.config.save_every == 0:
                 self.save()
         progress.close()
