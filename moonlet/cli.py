@@ -99,7 +99,7 @@ DELEGATED = {
     "data": ("moonlet.data.cli", ("add_data_parser", "run_data")),
     "eval": ("moonlet.eval.cli", ("add_eval_parser", "run_eval")),
     "serve": ("moonlet.server.cli", ("add_serve_parser", "run_serve")),
-    "bench": ("moonlet.bench", ("add_bench_parser", "run_bench")),
+    "bench": ("moonlet.bench.cli", ("add_bench_parser", "run_bench")),
 }
 
 

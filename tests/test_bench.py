@@ -9,7 +9,11 @@ import json
 import pytest
 import torch
 
-from moonlet import bench
+from moonlet.bench.cli import add_bench_parser, main, run_bench
+from moonlet.bench.measure import decode_bytes_per_token
+from moonlet.bench.models import bench_config, random_model
+from moonlet.bench.plan import synthetic_crops
+from moonlet.bench.transformers_route import hf_configs
 
 QUICK = ["--config", "tiny", "--repeats", "1", "--warmup", "0", "--new-tokens", "3",
          "--batch-sizes", "1,2", "--crops", "3", "--threads", "1"]
@@ -20,7 +24,7 @@ ROUTE_KEYS = {"vision_1crop_ms", "vision_many_ms", "image_embedding_ms", "prefil
 def _run(capsys, *extra: str) -> tuple[str, dict]:
     threads = torch.get_num_threads()
     try:
-        assert bench.main([*QUICK, *extra]) == 0
+        assert main([*QUICK, *extra]) == 0
     finally:
         torch.set_num_threads(threads)
     lines = capsys.readouterr().out.strip().splitlines()
@@ -59,15 +63,15 @@ def test_bench_static_cache_route(capsys):
 
 def test_parser_registers_bench():
     parser = argparse.ArgumentParser()
-    bench.add_bench_parser(parser.add_subparsers(dest="command"))
+    add_bench_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["bench", "--config", "tiny", "--layers", "3", "--skip-transformers"])
-    assert args.handler is bench.run_bench and args.layers == 3 and args.batch_sizes == "1,4,16,32"
+    assert args.handler is run_bench and args.layers == 3 and args.batch_sizes == "1,4,16,32"
 
 
 def test_cheap_init_is_deterministic_and_finite():
-    config = bench.bench_config("tiny")
-    a = bench.build_random(config, torch.device("cpu"), torch.float32)
-    b = bench.build_random(config, torch.device("cpu"), torch.float32)
+    config = bench_config("tiny")
+    a = random_model(config, torch.device("cpu"), torch.float32)
+    b = random_model(config, torch.device("cpu"), torch.float32)
     for (name, p), q in zip(a.named_parameters(), b.parameters()):
         assert torch.equal(p, q) and torch.isfinite(p).all(), name
     assert torch.equal(a.text.blocks[0].ln.weight, torch.ones(config.text.dim))
@@ -75,23 +79,23 @@ def test_cheap_init_is_deterministic_and_finite():
 
 def test_transformers_configs_have_our_dimensions():
     import transformers  # noqa: F401
-    config = bench.bench_config("real", layers=3)
-    siglip, phi = bench.hf_configs(config)
+    config = bench_config("real", layers=3)
+    siglip, phi = hf_configs(config)
     assert (siglip.hidden_size, siglip.num_hidden_layers, siglip.image_size) == (1152, 3, 378)
     assert (phi.hidden_size, phi.num_hidden_layers, phi.vocab_size) == (2048, 3, 51200)
 
 
 def test_decode_bytes_count_decoder_weights_and_cache():
-    config = bench.bench_config("tiny")
-    model = bench.build_random(config, torch.device("cpu"), torch.float32)
+    config = bench_config("tiny")
+    model = random_model(config, torch.device("cpu"), torch.float32)
     t = config.text
     weights = sum(p.numel() for p in model.text.parameters()) - model.text.wte.numel()
     cache = 2 * t.n_layers * t.n_kv_heads * t.head_dim * 100
-    assert bench.decode_bytes_per_token(model, 100) == 4 * (weights + cache)
+    assert decode_bytes_per_token(model, 100) == 4 * (weights + cache)
 
 
 def test_synthetic_crops_tile_the_rest():
-    config = bench.bench_config("tiny")
-    assert bench.synthetic_crops(config, 13).tiling == (3, 4)
-    assert bench.synthetic_crops(config, 2).tiling == (1, 1)
-    assert bench.synthetic_crops(config, 13).pixels.shape == (13, 378, 378, 3)
+    config = bench_config("tiny")
+    assert synthetic_crops(config, 13).tiling == (3, 4)
+    assert synthetic_crops(config, 2).tiling == (1, 1)
+    assert synthetic_crops(config, 13).pixels.shape == (13, 378, 378, 3)

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
+from moonlet.eval.agreement import answer_agreement, golden_accuracy
 from moonlet.quant import (
     Int4Linear,
     Int8Linear,
-    golden_accuracy,
     int4_weights,
     int8_weights,
     pack_nibbles,
@@ -67,13 +67,13 @@ def test_int8_linear_matches_dequantised_weights(kernel):
 @pytest.mark.parametrize("mode", ["int8", "int4"])
 def test_dequant_in_several_blocks(monkeypatch, mode):
     """Weights converted a few rows at a time give the same product as all at once."""
-    import moonlet.quant as quant
+    from moonlet.quant import kernels
 
     linear = _linear(128, 80)
     layer = Int8Linear(linear, "dequant") if mode == "int8" else Int4Linear(linear, 128, "dequant")
     x = torch.randn(7, 128)
     whole = layer(x)
-    monkeypatch.setattr(quant, "DEQUANT_BLOCK", 128 * 16)  # 16 rows per block: 5 blocks
+    monkeypatch.setattr(kernels, "DEQUANT_BLOCK", 128 * 16)  # 16 rows per block: 5 blocks
     assert torch.allclose(layer(x), whole, atol=1e-5, rtol=1e-5)
 
 
@@ -117,9 +117,9 @@ def test_int4_needs_whole_groups():
 
 
 def test_quantize_replaces_text_linears_and_reports():
-    from moonlet.bench import bench_config, build_random
+    from moonlet.bench.models import bench_config, random_model
 
-    model = build_random(bench_config("tiny"), torch.device("cpu"), torch.float32)
+    model = random_model(bench_config("tiny"), torch.device("cpu"), torch.float32)
     n_text = sum(type(m) is nn.Linear for m in model.text.modules())
     report = quantize_(model, "int8")
     assert report["replaced"] == n_text and report["bytes_after"] < report["bytes_before"]
@@ -173,7 +173,6 @@ def test_int4_golden_logits(golden_cases_dir):
 def test_int8_answers_agree_with_bfloat16_on_embedded_model_questions(tmp_path):
     """The agreement measure behind docs/benchmarks.md, on a few generated scenes."""
     from moonlet.data.shards import generate_dataset
-    from moonlet.quant import answer_agreement
 
     generate_dataset(tmp_path / "scenes", 3, seed=4242, truth=False)
     result = answer_agreement(None, tmp_path / "scenes", "int8", limit=24, batch_size=8, max_tokens=16)

@@ -314,7 +314,7 @@ def test_graceful_shutdown_finishes_in_flight_requests():
 
 def test_load_test_script_reports_every_request(tmp_path, capsys):
     """The loopback load test at 1× and 2× capacity: nothing lost, the server's count equals the clients'."""
-    from moonlet.server.loadtest import main
+    from moonlet.bench.loadtest import main
 
     code = main(["--model", str(MODEL_DIR), "--max-concurrent", "2", "--levels", "1", "2", "--seconds", "1.0", "--max-tokens", "4"])
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["loadtest"]

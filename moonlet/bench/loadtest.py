@@ -6,8 +6,8 @@ p50/p99 latency of the answered requests, throughput, replies by status, and che
 request was lost: every request got an HTTP reply, every refusal was a 429/503 with
 Retry-After, and the server's own count of answered requests equals the clients' count.
 
-    python -m moonlet.server.loadtest                      # embedded model, capacity 8, 20 s per level
-    python -m moonlet.server.loadtest --model DIR --max-concurrent 16 --levels 1 2 4 --seconds 30
+    python -m moonlet.bench.loadtest                      # embedded model, capacity 8, 20 s per level
+    python -m moonlet.bench.loadtest --model DIR --max-concurrent 16 --levels 1 2 4 --seconds 30
 """
 
 from __future__ import annotations
@@ -71,7 +71,9 @@ def answered_by_server(metrics_text: str, route: str) -> int:
     return int(found.group(1)) if found else 0
 
 
-async def run_level(base: str, level: float, capacity: int, seconds: float, body: dict, headers: dict, timeout: float) -> LevelResult:
+async def run_level(
+    base: str, level: float, capacity: int, seconds: float, body: dict, headers: dict, timeout: float
+) -> LevelResult:
     import httpx
 
     clients = max(1, round(level * capacity))
@@ -104,20 +106,24 @@ async def run_level(base: str, level: float, capacity: int, seconds: float, body
 
 
 def format_table(rows: list[dict]) -> str:
-    head = f"{'level':>5} {'clients':>7} {'requests':>8} {'answered':>8} {'429':>5} {'503':>5} {'504':>5} {'other':>5} {'lost':>4} {'p50 ms':>8} {'p99 ms':>8} {'ans/s':>7} {'ok':>4}"
+    head = (
+        f"{'level':>5} {'clients':>7} {'requests':>8} {'answered':>8} {'429':>5} {'503':>5} {'504':>5} {'other':>5} "
+        f"{'lost':>4} {'p50 ms':>8} {'p99 ms':>8} {'ans/s':>7} {'ok':>4}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         s = r["statuses"]
         other = sum(v for k, v in s.items() if k not in ("200", "429", "503", "504"))
         lines.append(
-            f"{r['level']:>4g}× {r['clients']:>7} {r['requests']:>8} {r['answered']:>8} {s.get('429', 0):>5} {s.get('503', 0):>5} "
-            f"{s.get('504', 0):>5} {other:>5} {r['lost']:>4} {r['p50_ms'] or '-':>8} {r['p99_ms'] or '-':>8} {r['answered_per_s']:>7} {'yes' if r['ok'] else 'NO':>4}"
+            f"{r['level']:>4g}× {r['clients']:>7} {r['requests']:>8} {r['answered']:>8} "
+            f"{s.get('429', 0):>5} {s.get('503', 0):>5} {s.get('504', 0):>5} {other:>5} {r['lost']:>4} "
+            f"{r['p50_ms'] or '-':>8} {r['p99_ms'] or '-':>8} {r['answered_per_s']:>7} {'yes' if r['ok'] else 'NO':>4}"
         )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m moonlet.server.loadtest", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m moonlet.bench.loadtest", description=__doc__.split("\n\n")[0])
     p.add_argument("--url", help="an already running server (default: start one on loopback)")
     p.add_argument("--api-key", help="key for --url")
     p.add_argument("--model", help="model for the started server (default: the embedded model)")
@@ -148,12 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         import moonlet
 
-        from .app import create_app
-        from .testing import running_server
+        from ..server.app import create_app
+        from ..server.testing import running_server
 
         model = moonlet.load(args.model, device=args.device)
         app = create_app(
-            model, max_concurrent=args.max_concurrent, max_queue=args.max_queue or args.max_concurrent, max_batch=args.max_batch
+            model, max_concurrent=args.max_concurrent, max_queue=args.max_queue or args.max_concurrent,
+            max_batch=args.max_batch,
         )
         with running_server(app) as base:
             rows = asyncio.run(levels(base))

@@ -1,6 +1,6 @@
 """Throughput of ``moonlet batch`` alone and through the Ray pipeline on the same images.
 
-    python -m moonlet.scale.bench --images 64 --workers 2
+    python -m moonlet.bench.ray --images 64 --workers 2
 
 Both runs are timed end to end through the CLI entry point (model loading included; for Ray the
 actors' start and model loads too, but not ``ray.init``), each into a fresh output."""
@@ -23,7 +23,7 @@ def _images(folder: Path, count: int, size: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m moonlet.scale.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m moonlet.bench.ray", description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
     parser.add_argument("--model", help="default: the embedded model")
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from ..cli import main as moonlet_main
-    from .cli import connect
+    from ..scale.cli import connect
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -54,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         runs["ray"] = time.perf_counter() - start
     result = {name: {"seconds": round(s, 2), "images_per_s": round(args.images / s, 3)} for name, s in runs.items()}
     result["ratio_ray_over_single"] = round(runs["single"] / runs["ray"], 3)
-    print(json.dumps({"images": args.images, "size": args.size, "batch_size": args.batch_size, "max_tokens": args.max_tokens,
-                      "workers": args.workers, "cpus_per_worker": args.cpus_per_worker, **result}))
+    settings = {"images": args.images, "size": args.size, "batch_size": args.batch_size, "max_tokens": args.max_tokens,
+                "workers": args.workers, "cpus_per_worker": args.cpus_per_worker}
+    print(json.dumps({**settings, **result}))
     return 0
 
 

@@ -1,6 +1,6 @@
 """Concurrent against sequential requests on a loopback server, side by side in one run.
 
-    python -m moonlet.server.bench [--model PATH] [--requests 8] [--max-tokens 32]
+    python -m moonlet.bench.server [--model PATH] [--requests 8] [--max-tokens 32]
 
 Starts the app on a free loopback port, sends N /v1/query requests one after another, then the
 same N at once (the worker batches them), and prints both wall times, their ratio and the
@@ -33,11 +33,12 @@ def _payload(image: Path, index: int, max_tokens: int) -> dict:
 def measure(model, image: Path, requests: int, max_tokens: int) -> dict:
     import httpx
 
-    from .app import create_app
-    from .testing import running_server
+    from ..server.app import create_app
+    from ..server.testing import running_server
 
     payloads = [_payload(image, i, max_tokens) for i in range(requests)]
-    with running_server(create_app(model, max_batch=requests)) as base, httpx.Client(base_url=base, timeout=600) as client:
+    app = create_app(model, max_batch=requests)
+    with running_server(app) as base, httpx.Client(base_url=base, timeout=600) as client:
 
         def send(payload: dict) -> float:
             started = time.perf_counter()
@@ -68,7 +69,9 @@ def measure(model, image: Path, requests: int, max_tokens: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     import moonlet
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m moonlet.bench.server", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", help="checkpoint (default: the embedded model)")
     parser.add_argument("--image", default=str(Path(__file__).resolve().parents[2] / "examples" / "scene.png"))
     parser.add_argument("--requests", type=int, default=8)
@@ -79,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     result = measure(model, Path(args.image), args.requests, args.max_tokens)
     print(f"{args.requests} requests, {args.max_tokens} tokens max, model {model.name} on {model.model.device}")
     print(f"  sequential  {result['sequential_s']:8.3f} s   (p50 {result['sequential_p50_s']:.3f} s)")
-    print(f"  concurrent  {result['concurrent_s']:8.3f} s   (p50 {result['concurrent_p50_s']:.3f} s, max {result['concurrent_max_s']:.3f} s)")
+    print(f"  concurrent  {result['concurrent_s']:8.3f} s   "
+          f"(p50 {result['concurrent_p50_s']:.3f} s, max {result['concurrent_max_s']:.3f} s)")
     print(f"  speed-up    {result['speedup']:8.2f}x")
     print(json.dumps(result))
     return 0

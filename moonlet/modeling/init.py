@@ -1,6 +1,9 @@
-"""Weight initialisation for models trained from scratch (the one place it happens)."""
+"""Weight initialisation (the one place it happens): ``init_weights`` for models trained from scratch,
+``init_uniform_`` for cheap benchmark weights, and ``build_random`` to build a model with either."""
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 from torch import nn
@@ -44,11 +47,35 @@ def init_weights(model: MoondreamModel, seed: int = 0) -> MoondreamModel:
     return model
 
 
-def build_random(config: MoondreamConfig, device: str | torch.device = "cpu", dtype=torch.float32, seed: int = 0) -> MoondreamModel:
-    """A freshly initialised model, allocated once on ``device``."""
+@torch.no_grad()
+def init_uniform_(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Cheap deterministic random weights at memory speed, for benchmarks: U(±1/√fan_in) matrices,
+    unit LayerNorms, zero biases. Works on any module (ours or transformers'), on any device."""
+    norms = {id(m.weight) for m in module.modules() if isinstance(m, nn.LayerNorm)}
+    for index, (name, param) in enumerate(module.named_parameters()):
+        if id(param) in norms:
+            param.fill_(1.0)
+        elif param.dim() < 2 or name.endswith("bias"):
+            param.zero_()
+        else:
+            bound = param[0].numel() ** -0.5
+            gen = torch.Generator(device=param.device).manual_seed(seed + index)
+            param.uniform_(-bound, bound, generator=gen)
+    return module
+
+
+def build_random(
+    config: MoondreamConfig,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+    init: Callable[[nn.Module, int], object] = init_weights,
+) -> MoondreamModel:
+    """A freshly initialised model, allocated once on ``device`` in ``dtype`` (the derived tables
+    stay float32). ``init``: ``init_weights`` (training) or ``init_uniform_`` (benchmarks)."""
     with torch.device("meta"):
         model = MoondreamModel(config)
-    model.to_empty(device=device)
+    model = model.to(dtype).to_empty(device=device)
     model.init_buffers(device)
-    init_weights(model, seed)
-    return model.to(dtype)
+    init(model, seed)
+    return model

@@ -1,4 +1,4 @@
-"""Weight-only quantisation: swap ``nn.Linear`` layers for int8 or int4 versions after loading.
+"""The quantised layers: ``nn.Linear`` replacements holding int8 or int4 weights.
 
 - ``int8``: one symmetric scale per output channel, ``w ≈ q · s`` with q in [-127, 127].
 - ``int4``: asymmetric groups of ``group_size`` input channels, ``w ≈ (q − 8) · s + z`` with
@@ -16,21 +16,15 @@ device its weight lives on, and checks it once against the plain dequantised ref
 activations (int8 only up to ``INT8_PACK_MAX_ROWS`` rows, then dequant), dequant for float32,
 where the packed kernels are several times slower than even the dense matmul.
 
-Quantise once the model is on its final device (``quantize_(moonlet.load(...), "int8")``);
-a ``pack`` layer cannot move to another device afterwards.
+A ``pack`` layer cannot move to another device once built: quantise a model on its final device
+(``moonlet.quant.quantize_``).
 """
 
 from __future__ import annotations
 
-import ctypes
-import gc
-from typing import Iterable
-
 import torch
 from torch import nn
 
-MODES = ("int8", "int4")
-PARTS = ("text", "vision", "region")
 KERNELS = ("auto", "pack", "dequant")
 DEQUANT_BLOCK = 1 << 20  # weight elements converted at a time by the dequant kernels
 INT8_PACK_MAX_ROWS = 8  # above this many activation rows the dequant kernel is faster (docs/benchmarks.md)
@@ -152,7 +146,10 @@ class Int8Linear(QuantLinear):
         )
 
     def reference(self, x: torch.Tensor) -> torch.Tensor:
-        return _blocked_matmul(x, self.out_features, lambda a, b: self.qweight[a:b].to(x.dtype)) * self.scale.to(x.dtype)
+        def weight_rows(start: int, stop: int) -> torch.Tensor:
+            return self.qweight[start:stop].to(x.dtype)
+
+        return _blocked_matmul(x, self.out_features, weight_rows) * self.scale.to(x.dtype)
 
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
         if self.kernel == "pack" and x.shape[0] <= INT8_PACK_MAX_ROWS:
@@ -215,7 +212,11 @@ class Int4Linear(QuantLinear):
                 and self.in_features % k_tile == 0
             )
         # N % 16: the CPU kernel fails its check for other heights (torch 2.13)
-        return self._device.type == "cpu" and hasattr(torch, "_weight_int4pack_mm_for_cpu") and self.out_features % 16 == 0
+        return (
+            self._device.type == "cpu"
+            and hasattr(torch, "_weight_int4pack_mm_for_cpu")
+            and self.out_features % 16 == 0
+        )
 
     def _pack(self) -> None:
         if self._device.type == "cuda":
@@ -251,217 +252,3 @@ class Int4Linear(QuantLinear):
         if x.device.type == "cuda":
             return torch._weight_int4pack_mm(x, self.packed, self.group_size, sz)
         return torch._weight_int4pack_mm_for_cpu(x.contiguous(), self.packed, self.group_size, sz)
-
-
-# --- whole models -------------------------------------------------------------------------
-
-
-def _target(model) -> nn.Module:
-    """A ``MoondreamModel``, or the ``.model`` of a ``moonlet.Moondream``."""
-    return model if isinstance(model, nn.Module) else model.model
-
-
-def tensor_bytes(module: nn.Module) -> int:
-    """Bytes of all parameters and buffers (packed weights included)."""
-    tensors = list(module.parameters()) + [b for b in module.buffers() if b is not None]
-    return sum(t.numel() * t.element_size() for t in tensors)
-
-
-def release_freed_memory() -> None:
-    """Hand the replaced float weights' memory back to the OS: glibc keeps freed heap pages
-    resident otherwise (about 0.2 GB at full size). A no-op where glibc is not the allocator."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def quantize_(
-    model,
-    mode: str = "int8",
-    include: Iterable[str] = ("text",),
-    group_size: int = 128,
-    kernel: str = "auto",
-) -> dict:
-    """Replace the ``nn.Linear`` layers of the named parts (``text``, ``vision``, ``region``) in place.
-
-    int4 leaves layers whose input width is not a multiple of ``group_size`` in floating point.
-    Returns a summary: layers replaced and skipped, bytes before and after, kernels used.
-    Encoded images cached before the call keep their old keys and values: quantise right
-    after loading.
-    """
-    if mode not in MODES:
-        raise ValueError(f"unknown quantisation mode {mode!r}; use one of {MODES}")
-    net = _target(model)
-    include = tuple(include)
-    unknown = set(include) - set(PARTS)
-    if unknown:
-        raise ValueError(f"unknown parts {sorted(unknown)}; use any of {PARTS}")
-    before = tensor_bytes(net)
-    replaced, skipped, kernels = [], [], {}
-    for part in include:
-        root = getattr(net, part, None)
-        if root is None:
-            continue
-        for name, module in list(root.named_modules()):
-            for child_name, child in list(module.named_children()):
-                if type(child) is not nn.Linear:
-                    continue
-                full = f"{part}.{name + '.' if name else ''}{child_name}"
-                if mode == "int4" and child.in_features % group_size:
-                    skipped.append(full)
-                    continue
-                with torch.no_grad():
-                    new = Int8Linear(child, kernel) if mode == "int8" else Int4Linear(child, group_size, kernel)
-                setattr(module, child_name, new)
-                replaced.append(full)
-                kernels[new.kernel] = kernels.get(new.kernel, 0) + 1
-    release_freed_memory()
-    return {
-        "mode": mode,
-        "replaced": len(replaced),
-        "skipped": skipped,
-        "kernels": kernels,
-        "bytes_before": before,
-        "bytes_after": tensor_bytes(net),
-    }
-
-
-# --- accuracy on golden cases ---------------------------------------------------------------
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return n
-
-
-def golden_accuracy(
-    model_dir, cases_dir, mode: str = "none", include: Iterable[str] = ("text",), dtype: str = "float32",
-    max_tokens: int = 12, kernel: str = "auto", group_size: int = 128, only: Iterable[str] | None = None,
-) -> list[dict]:
-    """Per golden case: first-token logit error against the recorded ``query_logits`` and the
-    greedy answer against the recorded ``answer_ids``, for a model quantised with ``mode``
-    (``none``: unquantised, e.g. to see what ``dtype`` alone costs). ``only``: these images."""
-    import json
-    from pathlib import Path
-
-    import numpy as np
-
-    import moonlet
-
-    cases_dir = Path(cases_dir)
-    model = moonlet.load(model_dir, device="cpu", dtype=dtype)
-    if mode != "none":
-        quantize_(model, mode, include, group_size=group_size, kernel=kernel)
-    rows = []
-    for case in json.loads((cases_dir / "expected.json").read_text())["cases"]:
-        if only is not None and case["image"] not in only:
-            continue
-        image = cases_dir / case["image"]
-        expected = torch.from_numpy(np.load(cases_dir / case["image"].replace(".png", "_expected.npz"))["query_logits"][0])
-        prompt = model.prompts().query(case["question"])
-        logits = model.first_token_logits(image, prompt).float()
-        delta = logits - expected
-        settings = model.sampling({"temperature": 0, "max_tokens": max_tokens})
-        answer = model.engine.generate([model.text_request(model.encode_image(image), prompt, settings)])[0]
-        want = case["answer_ids"][:max_tokens]
-        rows.append({
-            "case": case["image"],
-            "rel_max_err": float(delta.abs().max() / expected.abs().max()),
-            "rel_rms_err": float(delta.norm() / expected.norm()),
-            "top1_same": int(logits.argmax()) == int(expected.argmax()),
-            "greedy_same": answer == want,
-            "greedy_common_prefix": _common_prefix(answer, want),
-            "greedy_tokens": len(want),
-        })
-    return rows
-
-
-def answer_agreement(
-    model_dir, data, mode: str = "int8", include: Iterable[str] = ("text",), dtype: str = "bfloat16",
-    limit: int = 1000, batch_size: int = 16, max_tokens: int = 32, kernel: str = "auto", group_size: int = 128,
-) -> dict:
-    """Greedy answers of the model quantised with ``mode`` against the unquantised model in the same
-    ``dtype``, on the first ``limit`` questions of a dataset (``docs/data.md`` format): the share
-    that are identical, per question type, and against the dataset's answers for both."""
-    import moonlet
-
-    from .data.reader import iter_rows
-
-    rows = [row for row in iter_rows(data) if row.kind == "query"][:limit]
-    if not rows:
-        raise ValueError(f"no questions found in {data}")
-    settings = {"temperature": 0, "max_tokens": max_tokens}
-
-    def answers(model) -> list[str]:
-        out: list[str] = []
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start : start + batch_size]
-            out += [a["answer"].strip() for a in model.batch_query([(r.image, r.question) for r in chunk], settings)]
-        return out
-
-    model = moonlet.load(model_dir, device="cpu", dtype=dtype)
-    reference = answers(model)
-    quantize_(model, mode, include, group_size=group_size, kernel=kernel)
-    model.prefix_cache.clear()  # the cached image prefixes hold the unquantised decoder's keys/values
-    quantised = answers(model)
-    by_type: dict[str, list[int]] = {}
-    for row, a, b in zip(rows, reference, quantised):
-        by_type.setdefault(row.type or "untyped", []).append(int(a == b))
-    truth = [(r.answer or "").strip() for r in rows]
-    return {
-        "mode": mode, "dtype": dtype, "include": list(include), "questions": len(rows),
-        "agreement": sum(a == b for a, b in zip(reference, quantised)) / len(rows),
-        "agreement_by_type": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_type.items())},
-        "reference_exact": sum(a == t for a, t in zip(reference, truth)) / len(rows),
-        "quantised_exact": sum(b == t for b, t in zip(quantised, truth)) / len(rows),
-    }
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m moonlet.quant MODEL_DIR CASES_DIR``: golden accuracy of each mode, a table and a
-    JSON line. ``python -m moonlet.quant MODEL_DIR --data DATASET``: greedy answer agreement of each
-    quantised mode with the unquantised model on the dataset's questions."""
-    import argparse
-    import json
-
-    parser = argparse.ArgumentParser(prog="python -m moonlet.quant", description=main.__doc__)
-    parser.add_argument("model_dir")
-    parser.add_argument("cases_dir", nargs="?", help="golden cases directory (expected.json and its images)")
-    parser.add_argument("--data", help="a dataset to measure answer agreement on instead of golden cases")
-    parser.add_argument("--limit", type=int, default=1000, help="questions of --data to use (default 1000)")
-    parser.add_argument("--include", default="text", help="parts to quantise (default text)")
-    parser.add_argument("--dtype", default=None, help="float32 for golden cases, bfloat16 for --data (defaults)")
-    parser.add_argument("--kernel", default="auto", choices=KERNELS)
-    parser.add_argument("--group-size", type=int, default=128, help="int4 group size (default 128)")
-    parser.add_argument("--modes", default="none,int8,int4", help="modes to compare (default none,int8,int4)")
-    args = parser.parse_args(argv)
-    if args.data:
-        for mode in [m for m in args.modes.split(",") if m != "none"]:
-            result = answer_agreement(args.model_dir, args.data, mode, args.include.split(","), args.dtype or "bfloat16",
-                                      args.limit, kernel=args.kernel, group_size=args.group_size)
-            print(json.dumps(result))
-        return 0
-    if not args.cases_dir:
-        parser.error("give CASES_DIR or --data")
-    args.dtype = args.dtype or "float32"
-    report = {}
-    for mode in args.modes.split(","):
-        rows = golden_accuracy(
-            args.model_dir, args.cases_dir, mode, args.include.split(","), args.dtype,
-            kernel=args.kernel, group_size=args.group_size,
-        )
-        report[mode] = rows
-        for r in rows:
-            print(f"{mode:5} {r['case']:16} rel max {r['rel_max_err']:.4f}  rel rms {r['rel_rms_err']:.4f}  "
-                  f"top-1 {'same' if r['top1_same'] else 'DIFF'}  greedy {r['greedy_common_prefix']}/{r['greedy_tokens']}")
-    print(json.dumps({"dtype": args.dtype, "include": args.include, "kernel": args.kernel,
-                      "group_size": args.group_size, "cases": report}))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
