@@ -148,20 +148,74 @@ def test_add_eval_parser_wires_into_a_parent_parser():
     assert args.batch_size == 8 and callable(args.func)
 
 
+def _iou(a, b) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union if union > 0 else 0.0
+
+
 def test_end_to_end_on_the_golden_checkpoint(tmp_path, capsys):
+    """Each prediction is what the model gives when called directly with the runner's settings, and the
+    scores are what the predictions file gives when scored by hand (and by --rescore)."""
     out = tmp_path / "run"
     argv = ["synthetic", "--data", str(FIXTURES / "synthetic"), "--model", str(GOLDEN_MODEL), "--device", "cpu",
             "--dtype", "float32", "--out", str(out), "--batch-size", "2", "--max-tokens", "4", "--max-objects", "2",
             "--no-progress"]
     assert main(argv) == 0
+    assert "qa_accuracy" in capsys.readouterr().out
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    samples = {s.id: s for s in load_samples(BENCHMARKS["synthetic"], FIXTURES / "synthetic")}
+    assert [r["id"] for r in rows] == list(samples)
     assert [r["task"] for r in rows] == ["query", "query", "detect", "detect", "point", "point", "point", "caption"]
-    assert all(isinstance(r["prediction"], str) for r in rows if r["task"] in ("query", "caption"))
-    assert all(len(r["prediction"]) <= 2 for r in rows if r["task"] in ("detect", "point"))
+
+    model = moonlet.load(GOLDEN_MODEL, device="cpu", dtype="float32")
+    greedy, located = {"temperature": 0, "max_tokens": 4}, {"max_objects": 2}
+    for row in rows:
+        sample = samples[row["id"]]
+        if row["task"] == "query":
+            direct = model.query(sample.image, sample.question, settings=greedy)["answer"]
+        elif row["task"] == "caption":
+            direct = model.caption(sample.image, sample.target["length"], settings=greedy)["caption"]
+        elif row["task"] == "detect":
+            objects = model.detect(sample.image, sample.question, settings=located)["objects"]
+            direct = [[o["x_min"], o["y_min"], o["x_max"], o["y_max"]] for o in objects]
+        else:
+            direct = [[p["x"], p["y"]] for p in model.point(sample.image, sample.question, settings=located)["points"]]
+        assert row["prediction"] == direct, row
+        assert row["task"] not in ("detect", "point") or 1 <= len(direct) <= 2, row
+
+    # the scores, by hand from the file's predictions and the fixture's truth
+    by_task = {task: [(samples[r["id"]], r["prediction"]) for r in rows if r["task"] == task]
+               for task in ("query", "detect", "point", "caption")}
+    qa = [p.strip().lower() == s.answers[0].lower() for s, p in by_task["query"]]
+    boxed = [(s, p) for s, p in by_task["point"] if "boxes" in s.target]
+    inside = [any(b[0] <= x <= b[2] and b[1] <= y <= b[3] for b in s.target["boxes"]) for s, p in boxed for x, y in p]
+    unboxed = [(s, p) for s, p in by_task["point"] if "boxes" not in s.target]
+    distances = [min(((x - gx) ** 2 + (y - gy) ** 2) ** 0.5 for x, y in p)
+                 for s, p in unboxed for gx, gy in s.target["points"]]
+    absent = [not p for s, p in by_task["detect"] if not s.target["boxes"]]
+    recall = [sum(o.lower() in p.lower() for o in s.target["objects"]) / len(s.target["objects"])
+              for s, p in by_task["caption"]]
+    ious = [_iou(b, g) for s, p in by_task["detect"] for b in p for g in s.target["boxes"]]
+    assert max(ious) < 0.5  # so no detection is a hit at IoU 0.5: mAP50 is 0
     results = json.loads((out / "results.json").read_text())
     assert results["n"] == 8 and results["missing"] == 0
-    assert {"qa_accuracy", "detect_map50", "point_in_box", "caption_object_recall"} <= set(results["metrics"])
-    assert "qa_accuracy" in capsys.readouterr().out
+    metrics = results["metrics"]
+    assert (metrics["qa_n"], metrics["detect_n"], metrics["point_n"], metrics["caption_n"]) == (2, 2, 3, 1)
+    assert metrics["qa_accuracy"] == pytest.approx(sum(qa) / len(qa))
+    assert metrics["point_in_box"] == pytest.approx(sum(inside) / len(inside))
+    assert metrics["point_mean_distance"] == pytest.approx(sum(distances) / len(distances))
+    assert metrics["point_within_0.05"] == pytest.approx(sum(d <= 0.05 for d in distances) / len(distances))
+    assert (metrics["detect_absent_n"], metrics["detect_absent_empty"]) == (len(absent), sum(absent) / len(absent))
+    assert metrics["caption_object_recall"] == pytest.approx(sum(recall) / len(recall))
+    assert metrics["detect_map50"] == 0.0
+    assert results["categories"]["type"] == {"color": {"n": 1, "accuracy": float(qa[0])},
+                                             "count": {"n": 1, "accuracy": float(qa[1])}}
+    # --rescore reads only the file and gives the same scores
+    assert main(argv + ["--rescore"]) == 0
+    rescored = json.loads((out / "results.json").read_text())
+    assert rescored["rescored"] is True and rescored["metrics"] == metrics
 
 
 def test_rescore_needs_no_images(tmp_path, monkeypatch):

@@ -25,7 +25,8 @@ def _encoded(fmt: str, mode: str = "RGB", **options) -> bytes:
     return buffer.getvalue()
 
 
-SEEDS = [_encoded("PNG"), _encoded("JPEG"), _encoded("GIF", "P"), _encoded("WEBP"), _encoded("BMP"), _encoded("TIFF"), _encoded("PNG", "I;16")]
+SEEDS = [_encoded("PNG"), _encoded("JPEG"), _encoded("GIF", "P"), _encoded("WEBP"), _encoded("BMP"), _encoded("TIFF"),
+         _encoded("PNG", "I;16")]
 
 
 @st.composite
@@ -70,7 +71,9 @@ def test_random_bytes_decode_or_are_refused(data):
 
 
 @FUZZ
-@given(st.one_of(st.text(max_size=80), st.binary(max_size=60).map(lambda b: "data:image/png;base64," + base64.b64encode(b).decode()), st.integers(), st.none()))
+@given(st.one_of(st.text(max_size=80),
+                 st.binary(max_size=60).map(lambda b: "data:image/png;base64," + base64.b64encode(b).decode()),
+                 st.integers(), st.none()))
 def test_image_fields_give_image_or_named_error(value):
     from moonlet.server.errors import ApiError
     from moonlet.server.inputs import decode_image
@@ -88,9 +91,11 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=8,
 )
-FIELDS = ["image_url", "question", "object", "length", "stream", "settings", "model", "messages", "prompt", "images", "options",
-          "max_tokens", "temperature", "top_p", "n", "reasoning", "format"]
-settings_values = st.dictionaries(st.sampled_from(["max_tokens", "temperature", "top_p", "seed", "max_objects", "junk"]), json_values, max_size=3)
+FIELDS = ["image_url", "question", "object", "length", "stream", "settings", "model", "messages", "prompt", "images",
+          "options", "max_tokens", "temperature", "top_p", "n", "reasoning", "format"]
+settings_values = st.dictionaries(
+    st.sampled_from(["max_tokens", "temperature", "top_p", "seed", "max_objects", "junk"]), json_values, max_size=3
+)
 bodies = st.dictionaries(
     st.sampled_from(FIELDS) | st.text(max_size=6),
     json_values | settings_values | st.just("data:image/png;base64," + base64.b64encode(SEEDS[0]).decode()),
@@ -132,7 +137,8 @@ def _cap_generation(route: str, body: dict) -> None:
             value.setdefault(key, limit)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(route=st.sampled_from(ROUTES), body=bodies | json_values)
 def test_any_json_body_gets_a_2xx_or_4xx_reply(fuzz_client, route, body):
     """A random JSON body may be a valid request (``{}`` is Ollama's load call): 2xx or 4xx, never 5xx."""
@@ -140,7 +146,8 @@ def test_any_json_body_gets_a_2xx_or_4xx_reply(fuzz_client, route, body):
         _cap_generation(route, body)
         body.setdefault("stream", False)
     reply = fuzz_client.post(route, content=json.dumps(body).encode(), headers={"content-type": "application/json"})
-    assert 200 <= reply.status_code < 300 or 400 <= reply.status_code < 500, (route, body, reply.status_code, reply.text)
+    code = reply.status_code
+    assert 200 <= code < 300 or 400 <= code < 500, (route, body, code, reply.text)
     if reply.status_code >= 400:
         assert "error" in reply.json(), (route, body, reply.text)
     if not isinstance(body, dict):

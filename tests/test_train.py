@@ -123,7 +123,8 @@ def test_exported_model_loads_and_answers(dataset, tokenizer, tmp_path):
     saved = load_file(str(half / "model.safetensors"))
     assert set(saved) == {f"model.{name}" for name in trained}
     for name, tensor in trained.items():
-        assert saved[f"model.{name}"].dtype == torch.float16 and torch.equal(saved[f"model.{name}"], tensor.half()), name
+        stored = saved[f"model.{name}"]
+        assert stored.dtype == torch.float16 and torch.equal(stored, tensor.half()), name
     loaded_half = moonlet.load(half, device="cpu")
     assert loaded_half.config.profile == "moonlet-nano" and loaded_half.model.dtype == torch.float32
     for name, tensor in loaded_half.model.state_dict().items():
@@ -162,7 +163,8 @@ def test_torchrun_two_processes_match_one(dataset, tokenizer, tmp_path):
     single = subprocess.run([sys.executable, "-m", "moonlet", "train", "--out", str(tmp_path / "one"), *common],
                             env=env, capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr[-2000:]
-    double = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    double = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                             "--master_port", "29533",
                              "-m", "moonlet", "train", "--out", str(tmp_path / "two"), *common],
                             env=env, capture_output=True, text=True, timeout=600)
     assert double.returncode == 0, double.stderr[-2000:]
@@ -190,7 +192,8 @@ def test_region_weight_and_soft_labels_change_the_loss(dataset, tokenizer):
 
     model = tiny_model(tokenizer)
     builder = SequenceBuilder(model.config, PromptBuilder(model.config.tokenizer, tokenizer))
-    rows = [r for r in iter_rows(dataset) if r.kind == "detect" and r.boxes][:1] + [r for r in iter_rows(dataset) if r.kind == "query"][:1]
+    rows = ([r for r in iter_rows(dataset) if r.kind == "detect" and r.boxes][:1]
+            + [r for r in iter_rows(dataset) if r.kind == "query"][:1])
     crops = model.crops(rows[0].image)
     batch = pack([(crops.normalized(), crops.tiling, [builder.from_row(r) for r in rows])], model.config.prefix_len)
     with torch.no_grad():
