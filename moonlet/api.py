@@ -51,7 +51,8 @@ class Moondream:
         self.name = name
 
     def __repr__(self) -> str:
-        return f"Moondream(name={self.name!r}, profile={self.config.profile!r}, device={self.model.device}, dtype={self.model.dtype})"
+        where = f"device={self.model.device}, dtype={self.model.dtype}"
+        return f"Moondream(name={self.name!r}, profile={self.config.profile!r}, {where})"
 
     # --- images ---------------------------------------------------------------------------
 
@@ -135,8 +136,14 @@ class Moondream:
             yield rest
 
     def caption(
-        self, image: ImageInput | EncodedImage, length: str = "normal", stream: bool = False, settings=None, tokenizer=None
+        self,
+        image: ImageInput | EncodedImage,
+        length: str = "normal",
+        stream: bool = False,
+        settings=None,
+        tokenizer=None,
     ) -> dict[str, Any]:
+        """``{"caption": text}`` (an iterator of text pieces with ``stream``); ``length``: short, normal, long."""
         prompts = self.prompts(tokenizer)  # its caption() rejects unknown lengths
         request = self.text_request(
             self.encode_image(image), prompts.caption(length), self.sampling(settings), stream, prompts
@@ -152,6 +159,7 @@ class Moondream:
         tokenizer=None,
         chat_history: str = "",
     ) -> dict[str, Any]:
+        """``{"answer": text}`` (an iterator of text pieces with ``stream``); no image: a text-only query."""
         prompts = self.prompts(tokenizer)
         prompt = prompts.query(question, chat_history)
         prefix = self.text_prefix() if image is None else self.encode_image(image)
@@ -159,15 +167,18 @@ class Moondream:
         return {"answer": self._run_text(request, stream, prompts.tokenizer)}
 
     def detect(self, image: ImageInput | EncodedImage, object: str, settings=None, tokenizer=None) -> dict[str, Any]:
+        """``{"objects": [{"x_min", "y_min", "x_max", "y_max"}, ...]}``, coordinates in [0, 1]."""
         return {"objects": self._locate(image, object, settings, tokenizer, with_size=True)}
 
     def point(self, image: ImageInput | EncodedImage, object: str, settings=None, tokenizer=None) -> dict[str, Any]:
+        """``{"points": [{"x", "y"}, ...]}``, coordinates in [0, 1]."""
         return {"points": self._locate(image, object, settings, tokenizer, with_size=False)}
 
     def _locate(self, image, obj, settings, tokenizer, with_size: bool) -> list[dict[str, float]]:
         if self.model.region is None:
             raise NotImplementedError(
-                f"the {self.config.profile} profile has no region model; detect and point need revision 2025-01-09 or later"
+                f"the {self.config.profile} profile has no region model; "
+                "detect and point need revision 2025-01-09 or later"
             )
         prompts = self.prompts(tokenizer)
         prompt = prompts.detect(obj) if with_size else prompts.point(obj)
@@ -175,9 +186,10 @@ class Moondream:
         if settings:
             self.sampling({k: v for k, v in settings.items() if k != "max_objects"})
             max_objects = settings.get("max_objects", max_objects)
-            if not isinstance(max_objects, int) or isinstance(max_objects, bool) or not 1 <= max_objects <= self.engine.context:
+            context = self.engine.context
+            if not isinstance(max_objects, int) or isinstance(max_objects, bool) or not 1 <= max_objects <= context:
                 raise SettingsError(
-                    f"max_objects must be an integer from 1 to {self.engine.context} (the model's context), got {max_objects!r}"
+                    f"max_objects must be an integer from 1 to {context} (the model's context), got {max_objects!r}"
                 )
         prefix = self.encode_image(image)
         return self.engine.locate(prefix, prompt, with_size, max_objects, self.config.tokenizer.eos_id)
@@ -203,7 +215,9 @@ class Moondream:
     def _batch_text(self, items: Sequence[tuple[Any, list[int]]], settings, prompts: PromptBuilder) -> list[str]:
         """(image, prompt ids) pairs decoded together; one finished text per pair."""
         sampling = self.sampling(settings)
-        requests = [self.text_request(self.encode_image(img), prompt, sampling, prompts=prompts) for img, prompt in items]
+        requests = [
+            self.text_request(self.encode_image(img), prompt, sampling, prompts=prompts) for img, prompt in items
+        ]
         return [self._finish_text(prompts.tokenizer.decode(ids)) for ids in self.engine.generate(requests)]
 
     # --- the seed article's form ------------------------------------------------------------
@@ -227,7 +241,9 @@ class Moondream:
         )["answer"]
         return answer.strip()
 
-    def batch_answer(self, images: Sequence, prompts: Sequence[str], tokenizer=None, max_new_tokens: int | None = None) -> list[str]:
+    def batch_answer(
+        self, images: Sequence, prompts: Sequence[str], tokenizer=None, max_new_tokens: int | None = None
+    ) -> list[str]:
         """The article-era batch call: one answer string per (image, prompt), decoded together."""
         if len(images) != len(prompts):
             raise ValueError(f"batch_answer got {len(images)} images but {len(prompts)} prompts")

@@ -45,7 +45,7 @@ def test_full_forward_equals_prefill_then_decode(model):
     rows, _, logits = model.engine.start([request])
     stepped = [logits[0]]
     for token in case["answer_ids"][:5]:
-        logits = model.engine._step(rows, torch.tensor([token]))
+        logits = model.engine.step(rows, torch.tensor([token]))
         stepped.append(logits[0])
     assert (torch.stack(stepped) - full).abs().max().item() < 1e-4
 
@@ -94,7 +94,8 @@ def test_many_queries_on_one_encoded_image_equal_fresh_encodes(model):
 
 
 def test_batch_of_mixed_requests_equals_one_by_one(model):
-    items = [(image_path(i), q) for i, q in enumerate(["What is in this image?", "Where?", "Count the cats.", "Is it red?"])]
+    questions = ["What is in this image?", "Where?", "Count the cats.", "Is it red?"]
+    items = [(image_path(i), q) for i, q in enumerate(questions)]
     batched = model.batch_query(items, settings=GREEDY)
     single = [model.query(img, q, settings=GREEDY) for img, q in items]
     assert batched == single

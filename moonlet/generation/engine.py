@@ -142,6 +142,7 @@ class Engine:
         return self.cache
 
     def check_fits(self, prefix_length: int, prompt_length: int) -> None:
+        """ContextOverflowError unless the prompt and one new token fit after the prefix."""
         if prompt_length < 1:
             raise ValueError("the prompt is empty")
         limit = self.context - prefix_length
@@ -151,6 +152,7 @@ class Engine:
                 f"{prefix_length}-token image prefix (context {self.context})"
             )
 
+    @torch.inference_mode()
     def start(self, requests: Sequence[TextRequest]) -> tuple[list[DecodeRow], torch.Tensor, torch.Tensor]:
         """Copy each prefix into its cache row and prefill every prompt.
 
@@ -205,9 +207,14 @@ class Engine:
                 row.position += 1
         return torch.tensor(fed, device=self.model.device)[:, None], bucket(max(fed) + 1, self.cache.context)
 
-    def _step(self, rows: list[DecodeRow], ids: torch.Tensor) -> torch.Tensor:
-        """Feed one token id per row; returns logits (B, V)."""
-        return self._decode(ids, *self._advance(rows))
+    @torch.inference_mode()
+    def step(self, rows: list[DecodeRow], ids: torch.Tensor) -> torch.Tensor:
+        """Feed one token id per row of a ``start`` batch (ids (B,)); returns the next logits (B, V).
+
+        The cache holds each request's ``settings.max_tokens`` tokens; rows marked done are fed at
+        their last position and their logits mean nothing.
+        """
+        return self._decode(ids.to(self.model.device), *self._advance(rows))
 
     def _step_embeddings(self, rows: list[DecodeRow], embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Feed one embedding (B, dim) per row; returns hidden (B, dim) and logits (B, V)."""
@@ -252,7 +259,7 @@ class Engine:
             if all(r.done for r in rows):
                 return
             feed = torch.tensor([t if t is not None else 0 for t in chosen], device=self.model.device)
-            logits = self._step(rows, feed)
+            logits = self.step(rows, feed)
 
     def _take(self, row: DecodeRow, token: int) -> int | None:
         """Add ``token`` to a running row, marking it finished if it stops here; the id to yield."""
