@@ -64,7 +64,8 @@ def test_answers(model, case, index):
     assert (logits - expected_logits).abs().max().item() < 1e-3
     request = model.text_request(encoded, prompt, model.sampling({"max_tokens": MAX_NEW}))
     assert model.engine.generate([request])[0] == answer["answer_ids"]
-    text = model.answer_question(encoded, answer["question"], chat_history=answer["chat_history"], max_new_tokens=MAX_NEW)
+    history = answer["chat_history"]
+    text = model.answer_question(encoded, answer["question"], chat_history=history, max_new_tokens=MAX_NEW)
     assert text == answer["answer"]
 
 
@@ -91,7 +92,8 @@ def test_detect_fails_naming_the_revision(model):
 
 
 def test_query_and_caption_use_the_same_prompt_form(model):
-    answer = model.query(path_of("wide_scene.png"), "What is in this image?", settings={"max_tokens": MAX_NEW})["answer"]
+    settings = {"max_tokens": MAX_NEW}
+    answer = model.query(path_of("wide_scene.png"), "What is in this image?", settings=settings)["answer"]
     case = next(c for c in EXPECTED["cases"] if c["image"] == "wide_scene.png")
     assert answer == case["answers"][0]["answer"]
     caption = model.caption(path_of("wide_scene.png"), settings={"max_tokens": 4})["caption"]
@@ -148,5 +150,19 @@ def test_article_code_runs_with_only_the_import_changed(tmp_path, monkeypatch):
     first = EXPECTED["cases"][0]["answers"][0]
     assert model.answer_question(enc, first["question"], tokenizer, max_new_tokens=MAX_NEW) == first["answer"]
     model.prefix_cache.clear()
-    assert model.answer_question(model.encode_image(image), first["question"], tokenizer, max_new_tokens=MAX_NEW) == first["answer"]
+    fresh = model.answer_question(model.encode_image(image), first["question"], tokenizer, max_new_tokens=MAX_NEW)
+    assert fresh == first["answer"]
     assert model.answer_question(enc, ARTICLE_EXAMPLES[2], tokenizer, max_new_tokens=MAX_NEW) == answers[2]
+
+
+def test_transformers_entry_refuses_what_it_does_not_implement():
+    from moonlet.transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir = GOLDEN_2024 / "model"
+    with pytest.raises(TypeError, match="does not support low_cpu_mem_usage"):
+        AutoModelForCausalLM.from_pretrained(model_dir, low_cpu_mem_usage=True)
+    with pytest.raises(ValueError, match="moonlet does not split models"):
+        AutoModelForCausalLM.from_pretrained(model_dir, device_map={"vision": "cpu", "text": "cpu"})
+    with pytest.raises(TypeError, match="does not support use_fast"):
+        AutoTokenizer.from_pretrained(model_dir, use_fast=True)
+    assert AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True) is not None
