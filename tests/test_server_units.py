@@ -170,7 +170,9 @@ def test_serve_parser_defaults():
     add_serve_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["serve"])
     assert (args.host, args.port, args.api_key, args.max_batch) == ("127.0.0.1", 2020, None, 8)
-    args = parser.parse_args(["serve", "--model", "m", "--device", "cpu", "--dtype", "float32", "--revision", "r", "--port", "9"])
+    args = parser.parse_args(
+        ["serve", "--model", "m", "--device", "cpu", "--dtype", "float32", "--revision", "r", "--port", "9"]
+    )
     assert (args.model, args.device, args.dtype, args.revision, args.port) == ("m", "cpu", "float32", "r", 9)
 
 
@@ -186,7 +188,8 @@ def test_run_serve_end_to_end():
         "sys.exit(run_serve(p.parse_args(sys.argv[1:])))\n"
     )
     env = {**os.environ, "MOONLET_API_KEY": "env-key"}
-    command = [sys.executable, "-c", code, "serve", "--model", str(MODEL_DIR), "--device", "cpu", "--port", str(port), "--log-level", "warning"]
+    command = [sys.executable, "-c", code, "serve", "--model", str(MODEL_DIR), "--device", "cpu", "--port", str(port)]
+    command += ["--log-level", "warning"]
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -200,7 +203,8 @@ def test_run_serve_end_to_end():
                 time.sleep(0.2)
         assert health.json()["model"] == "model"
         assert httpx.get(f"http://127.0.0.1:{port}/v1/models").status_code == 401
-        assert httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"X-Moondream-Auth": "env-key"}).status_code == 200
+        keyed = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"X-Moondream-Auth": "env-key"})
+        assert keyed.status_code == 200
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -212,7 +216,9 @@ def test_run_serve_end_to_end():
     assert f"http://127.0.0.1:{port}/" in err
 
 
-@pytest.mark.parametrize("flag, value", [("--max-queue", "0"), ("--max-concurrent", "-1"), ("--request-timeout", "0"), ("--max-body-mb", "0")])
+@pytest.mark.parametrize(
+    "flag, value", [("--max-queue", "0"), ("--max-concurrent", "-1"), ("--request-timeout", "0"), ("--max-body-mb", "0")]
+)
 def test_serve_refuses_limits_out_of_range_by_flag(flag, value, capsys):
     from moonlet.server.cli import add_serve_parser, run_serve
 

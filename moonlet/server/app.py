@@ -62,7 +62,11 @@ def create_app(
     limits = replace(limits or ServerLimits(), **overrides)
     metrics = Metrics()
     batcher = Batcher(
-        model, max_batch=limits.max_batch, max_queue=limits.max_queue, batch_window_s=limits.batch_window_ms / 1000, metrics=metrics
+        model,
+        max_batch=limits.max_batch,
+        max_queue=limits.max_queue,
+        batch_window_s=limits.batch_window_ms / 1000,
+        metrics=metrics,
     )
     metrics.queue_depth = lambda: batcher.depth
     state = ServerState(

@@ -27,7 +27,8 @@ def api_key_dependency(expected: str | None):
             return
         key = presented_key(request)
         if key is None:
-            raise ApiError(401, "missing API key: send X-Moondream-Auth or Authorization: Bearer", {"WWW-Authenticate": "Bearer"})
+            missing = "missing API key: send X-Moondream-Auth or Authorization: Bearer"
+            raise ApiError(401, missing, {"WWW-Authenticate": "Bearer"})
         if not hmac.compare_digest(key.encode(), expected.encode()):
             raise ApiError(401, "invalid API key", {"WWW-Authenticate": "Bearer"})
 

@@ -128,7 +128,12 @@ class Batcher:
     """The model's only user. ``submit_text`` and ``call`` are safe from any thread."""
 
     def __init__(
-        self, model, max_batch: int = 8, max_queue: int = 256, batch_window_s: float = 0.005, metrics: Metrics | None = None
+        self,
+        model,
+        max_batch: int = 8,
+        max_queue: int = 256,
+        batch_window_s: float = 0.005,
+        metrics: Metrics | None = None,
     ):
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -181,7 +186,12 @@ class Batcher:
             raise QueueFullError("queue full") from None
 
     def submit_text(
-        self, prompt: list[int], settings: SamplingSettings, image=None, stream: bool = False, arrived: float | None = None
+        self,
+        prompt: list[int],
+        settings: SamplingSettings,
+        image=None,
+        stream: bool = False,
+        arrived: float | None = None,
     ) -> TextJob:
         """Queue a text job; call from the event loop (its events come back there).
 

@@ -82,7 +82,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
         from .app import create_app
     except ImportError as exc:
-        print(f"moonlet: error: the server needs extra packages ({exc.name}); pip install 'moonlet[serve]'", file=sys.stderr)
+        missing = f"the server needs extra packages ({exc.name}); pip install 'moonlet[serve]'"
+        print(f"moonlet: error: {missing}", file=sys.stderr)
         return 2
     import moonlet
 
@@ -95,7 +96,8 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"moonlet: error: {LIMIT_FLAGS.get(exc.field, exc.field)} {exc.problem}", file=sys.stderr)
         return 2
     if args.host not in LOOPBACK and not options["api_key"]:
-        print(f"moonlet: warning: serving on {args.host} without an API key (set --api-key or MOONLET_API_KEY)", file=sys.stderr)
+        warning = f"serving on {args.host} without an API key (set --api-key or MOONLET_API_KEY)"
+        print(f"moonlet: warning: {warning}", file=sys.stderr)
     if args.replicas is not None:
         from ..scale.serve import run_replicas
 

@@ -42,7 +42,9 @@ class WorkerDownError(RuntimeError):
     """The model worker thread is not running."""
 
 
-def model_error(exc: BaseException, image: str = "image_url", text: str = "question", settings: str = "settings") -> ApiError:
+def model_error(
+    exc: BaseException, image: str = "image_url", text: str = "question", settings: str = "settings"
+) -> ApiError:
     """Map an exception from the model or the batcher to a reply naming the request field."""
     if isinstance(exc, ApiError):
         return exc

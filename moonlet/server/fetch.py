@@ -53,7 +53,8 @@ def checked_address(url: str) -> tuple[str, str, int, str]:
     addresses = resolve(parts.hostname, port)
     private = [a for a in addresses if not is_public(a)]
     if private or not addresses:
-        raise FetchError(f"image URLs on private or local addresses are not fetched ({parts.hostname} is {private[0] if private else 'unresolved'})")
+        found = private[0] if private else "unresolved"
+        raise FetchError(f"image URLs on private or local addresses are not fetched ({parts.hostname} is {found})")
     return parts.scheme, parts.hostname, port, addresses[0]
 
 

@@ -43,7 +43,10 @@ class Histogram:
         self.count += 1
 
     def lines(self, name: str, labels: tuple[tuple[str, str], ...]) -> list[str]:
-        out = [f"{name}_bucket{_labels(labels + (('le', _number(float(b))),))} {c}" for b, c in zip(self.bounds, self.counts)]
+        out = [
+            f"{name}_bucket{_labels(labels + (('le', _number(float(bound))),))} {count}"
+            for bound, count in zip(self.bounds, self.counts)
+        ]
         out.append(f"{name}_bucket{_labels(labels + (('le', '+Inf'),))} {self.count}")
         out.append(f"{name}_sum{_labels(labels)} {_number(self.total)}")
         out.append(f"{name}_count{_labels(labels)} {self.count}")

@@ -17,7 +17,9 @@ from fastapi import APIRouter, Request
 from .errors import model_error
 from .inputs import StrictBody, decode_image, refuse_unsupported
 from .metrics import ARRIVED
-from .textjobs import finish_text, timed_out, job_events, prompt_builder, sampling_settings, sse, sse_response, start_text
+from .textjobs import (
+    finish_text, job_events, prompt_builder, sampling_settings, sse, sse_response, start_text, timed_out,
+)
 
 
 class MoondreamBody(StrictBody):
@@ -72,7 +74,8 @@ def build_router(state, dependencies) -> APIRouter:
                     yield sse({"chunk": value, "completed": False})
                 elif kind == "done":
                     figures = value.figures.as_dict()
-                    yield sse({"completed": True, "request_id": request_id, "finish_reason": value.finish_reason, "metrics": figures})
+                    done = {"completed": True, "request_id": request_id, "finish_reason": value.finish_reason}
+                    yield sse({**done, "metrics": figures})
                 elif kind == "error":
                     yield sse({"completed": True, "request_id": request_id, "error": value})
 
@@ -108,7 +111,8 @@ def build_router(state, dependencies) -> APIRouter:
 
         timeout = state.limits.request_timeout_s
         try:  # a detection already running finishes (it is bounded by max_objects); a queued one is dropped
-            found, started, finished = await asyncio.wait_for(state.batcher.run(work), timeout - (time.perf_counter() - created))
+            left = timeout - (time.perf_counter() - created)
+            found, started, finished = await asyncio.wait_for(state.batcher.run(work), left)
         except asyncio.TimeoutError:
             raise timed_out(timeout) from None
         except Exception as exc:

@@ -117,7 +117,9 @@ def build_router(state, dependencies) -> APIRouter:
     async def version():
         return {"version": __version__}
 
-    async def run(request: Request, body, text: str, text_field: str, images: Optional[list[str]], image_field: str, shape):
+    async def run(
+        request: Request, body, text: str, text_field: str, images: Optional[list[str]], image_field: str, shape
+    ):
         """Shared by generate and chat; ``shape(piece)`` wraps output text for the protocol."""
         settings = ollama_settings(state.model, body.options)
         name = body.model or state.name

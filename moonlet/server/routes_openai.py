@@ -173,7 +173,8 @@ def build_router(state, dependencies) -> APIRouter:
                 elif kind == "done":
                     yield chunk({}, value.finish_reason, metrics=value.figures.as_dict())
                     if include_usage:
-                        yield sse({**head, "object": "chat.completion.chunk", "choices": [], "usage": usage(value.figures)})
+                        closing = {"object": "chat.completion.chunk", "choices": [], "usage": usage(value.figures)}
+                        yield sse({**head, **closing})
                 elif kind == "error":
                     yield sse({"error": {"message": value, "type": "server_error", "param": None, "code": 500}})
             yield sse("[DONE]")
