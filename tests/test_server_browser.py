@@ -1,18 +1,20 @@
-"""The web page in headless Chromium (Playwright): caption, ask, detect, point, webcam, auth.
+"""The web page in headless Chromium (Playwright): caption, ask, detect, point, webcam, auth. Each
+request the page sends is captured and sent again straight to the API: the page must show exactly
+what the API returns for it.
 
 Skipped without Playwright or Chromium (.ci/run installs both).
 """
 
 from __future__ import annotations
 
-import io
+import json
 import os
 import shutil
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
+import httpx
 import pytest
-
-
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # test artifacts (git-ignored)
 import fastapi  # noqa: F401
@@ -75,11 +77,13 @@ def _picture(tmp_path: Path) -> Path:
 
 def _last_entry(page, timeout=30_000):
     page.wait_for_function(
-        "() => { const e = document.querySelector('#log .entry'); return e && (e.querySelector('.figures').textContent || e.classList.contains('error')); }",
+        "() => { const e = document.querySelector('#log .entry');"
+        " return e && (e.querySelector('.figures').textContent || e.classList.contains('error')); }",
         timeout=timeout,
     )
     entry = page.query_selector("#log .entry")
-    return entry.query_selector(".what").text_content(), entry.query_selector(".text").text_content(), entry.get_attribute("class")
+    parts = (entry.query_selector(".what"), entry.query_selector(".text"))
+    return parts[0].text_content(), parts[1].text_content(), entry.get_attribute("class")
 
 
 def _marked_pixels(page) -> int:
@@ -90,60 +94,123 @@ def _marked_pixels(page) -> int:
     )
 
 
-def test_status_caption_and_question(page, tmp_path):
-    page.wait_for_function("() => document.getElementById('status').textContent.includes('tiny')")
+def _sent(page, path: str, action):
+    """Run ``action`` and return the request the page POSTed to ``path`` (its exact body and key)."""
+    with page.expect_request(lambda r: r.method == "POST" and r.url.endswith(path)) as sent:
+        action()
+    return sent.value
+
+
+def _replayed(base: str, request) -> httpx.Response:
+    """The same request sent straight to the API."""
+    headers = {"content-type": "application/json"}
+    key = request.headers.get("x-moondream-auth")
+    if key is not None:
+        headers["X-Moondream-Auth"] = key
+    return httpx.post(base + request.url.removeprefix(base), content=request.post_data_buffer, headers=headers,
+                      timeout=60)
+
+
+def _streamed_text(reply: httpx.Response) -> str:
+    """The text of an SSE reply: its chunks joined, as the page joins them."""
+    assert reply.status_code == 200, reply.text
+    events = [json.loads(line[len("data: "):]) for line in reply.text.splitlines() if line.startswith("data: ")]
+    assert events[-1]["completed"] and "error" not in events[-1], events[-1]
+    return "".join(e["chunk"] for e in events if isinstance(e.get("chunk"), str))
+
+
+def _fixed2(value: float) -> str:
+    """JavaScript's ``toFixed(2)``: the exact binary value rounded, halves away from zero."""
+    return str(Decimal(value).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def _located_text(skill: str, result: dict) -> str:
+    """What the page prints for a detect/point reply."""
+    if skill == "detect":
+        corners = [[_fixed2(b[k]) for k in ("x_min", "y_min", "x_max", "y_max")] for b in result["objects"]]
+        lines = [f"box ({x0}, {y0}) – ({x1}, {y1})" for x0, y0, x1, y1 in corners]
+    else:
+        lines = [f"point ({_fixed2(p['x'])}, {_fixed2(p['y'])})" for p in result["points"]]
+    return "\n".join(lines) if lines else "nothing found"
+
+
+def _open_picture(page, tmp_path):
     page.set_input_files("#file", str(_picture(tmp_path)))
     page.wait_for_selector("#picture:not(.hidden)")
-    page.click("#captionBtn")
+
+
+def test_status_caption_and_question(page, base, tmp_path):
+    page.wait_for_function("() => document.getElementById('status').textContent.includes('tiny')")
+    health = httpx.get(base + "/health").json()
+    expected_status = f"{health['model']} · {health['device']} · {health['dtype']} · {health['status']}"
+    assert page.text_content("#status") == expected_status
+    _open_picture(page, tmp_path)
+    request = _sent(page, "/v1/caption", lambda: page.click("#captionBtn"))
+    sent = json.loads(request.post_data)
+    assert sent["settings"] == {"max_tokens": 6, "temperature": 0} and sent["stream"] is True
     what, text, _ = _last_entry(page)
-    assert what.startswith("caption") and text
+    assert what == "caption (normal)" and text == _streamed_text(_replayed(base, request)) != ""
     page.fill("#question", "What colour is it?")
-    page.press("#question", "Enter")
+    request = _sent(page, "/v1/query", lambda: page.press("#question", "Enter"))
+    assert json.loads(request.post_data)["question"] == "What colour is it?"
     page.wait_for_function("() => document.querySelector('#log .entry .what').textContent.startsWith('Q:')")
     what, text, _ = _last_entry(page)
-    assert what == "Q: What colour is it?" and text
+    assert what == "Q: What colour is it?" and text == _streamed_text(_replayed(base, request)) != ""
 
 
-def test_detect_and_point_draw_marks(page, tmp_path):
-    page.set_input_files("#file", str(_picture(tmp_path)))
-    page.wait_for_selector("#picture:not(.hidden)")
+def test_detect_and_point_show_what_the_api_returns(page, base, tmp_path):
+    _open_picture(page, tmp_path)
     page.fill("#object", "square")
-    page.click("#detectBtn")
+    request = _sent(page, "/v1/detect", lambda: page.click("#detectBtn"))
     what, text, _ = _last_entry(page)
-    assert what == "detect: square"
-    assert text.startswith("box (") and _marked_pixels(page) > 0  # the golden model always finds boxes
+    result = _replayed(base, request).json()
+    assert what == "detect: square" and result["objects"]  # the golden model finds boxes here
+    assert text == _located_text("detect", result) and _marked_pixels(page) > 0
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "web-detect.png"), full_page=True)
     page.click("#clearBtn")
     assert _marked_pixels(page) == 0
-    page.click("#pointBtn")
+    request = _sent(page, "/v1/point", lambda: page.click("#pointBtn"))
     page.wait_for_function("() => document.querySelector('#log .entry .what').textContent.startsWith('point')")
     what, text, _ = _last_entry(page)
-    if text != "nothing found":
-        assert text.startswith("point (") and _marked_pixels(page) > 0
+    result = _replayed(base, request).json()
+    assert what == "point: square" and text == _located_text("point", result)
+    assert (_marked_pixels(page) > 0) == bool(result["points"])
 
 
-def test_webcam_describes_and_answers(page):
+def test_webcam_describes_and_answers(page, base):
     page.click("#tabCamera")
     page.select_option("#interval", "2000")
-    page.click("#camStart")
+    request = _sent(page, "/v1/caption", lambda: page.click("#camStart"))  # the first live caption, after 2 s
+    page.select_option("#interval", "0")  # and the last: no later frame replaces its text
     page.wait_for_function("() => document.getElementById('video').videoWidth > 0", timeout=20_000)
-    page.wait_for_function("() => document.getElementById('live').textContent.length > 0", timeout=30_000)
-    assert not page.text_content("#live").startswith("Error")
+    assert json.loads(request.post_data)["length"] == "short"
+    live = _streamed_text(_replayed(base, request))
+    page.wait_for_function("(want) => document.getElementById('live').textContent === want", arg=live, timeout=30_000)
     page.fill("#question", "What do you see?")
-    page.click("#askBtn")
+    request = _sent(page, "/v1/query", lambda: page.click("#askBtn"))
     page.wait_for_function("() => document.querySelector('#log .entry .what').textContent.startsWith('Q:')")
     what, text, classes = _last_entry(page)
-    assert "error" not in classes and text
+    assert "error" not in classes and what == "Q: What do you see?"
+    assert text == _streamed_text(_replayed(base, request)) != ""
     page.click("#camStop")
     assert page.evaluate("() => document.getElementById('video').srcObject") is None
 
 
-def test_wrong_key_is_reported(page, tmp_path):
+def test_wrong_key_is_reported(page, base, tmp_path):
     page.fill("#apiKey", "wrong")
     page.dispatch_event("#apiKey", "change")
-    page.set_input_files("#file", str(_picture(tmp_path)))
-    page.wait_for_selector("#picture:not(.hidden)")
-    page.click("#captionBtn")
+    _open_picture(page, tmp_path)
+    request = _sent(page, "/v1/caption", lambda: page.click("#captionBtn"))
     _, text, classes = _last_entry(page)
-    assert "error" in classes and "invalid API key" in text
+    reply = _replayed(base, request)
+    assert reply.status_code == 401 and request.headers["x-moondream-auth"] == "wrong"
+    assert "error" in classes and text == "Error: " + reply.json()["error"]
+    assert "invalid API key" in text
+
+
+def test_fixed2_rounds_as_javascript_does():
+    # what Chromium's and node's toFixed(2) print: an exact half rounds away from zero (0.125), a double
+    # just below a half rounds down (1.005, 2.675), a small negative keeps its sign
+    values = (0.125, 1.005, -0.125, 0.0048828125, -0.021194, -0.001, 0.375, 2.675)
+    assert [_fixed2(v) for v in values] == ["0.13", "1.00", "-0.13", "0.00", "-0.02", "-0.00", "0.38", "2.67"]
