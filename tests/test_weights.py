@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pytest
@@ -142,7 +143,10 @@ def test_offline_hub_id_not_cached(tmp_path, monkeypatch):
 
 def test_loads_a_single_safetensors_file_with_config_beside(golden_dir):
     model = moonlet.load(golden_dir / "model.safetensors", device="cpu")
-    assert model.model.num_parameters() > 0
+    with safe_open(str(golden_dir / "model.safetensors"), framework="pt") as source:
+        in_file = sum(math.prod(source.get_slice(name).get_shape()) for name in source.keys())
+    assert in_file == 9_578_144  # the golden checkpoint's 372 tensors
+    assert model.model.num_parameters() == in_file == sum(p.numel() for p in model.model.parameters())
 
 
 def test_loads_in_checkpoint_dtype_when_asked(golden_dir):
