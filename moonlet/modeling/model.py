@@ -60,8 +60,11 @@ class MoondreamModel(nn.Module):
 
     def embed_pixels(self, pixels: torch.Tensor, tiling: tuple[int, int]) -> torch.Tensor:
         """(n_crops, C, S, S) normalised crops → (grid², text dim); differentiable (training)."""
+        return self.project_features(self.vision(pixels), tiling)
+
+    def project_features(self, features: torch.Tensor, tiling: tuple[int, int]) -> torch.Tensor:
+        """(n_crops, grid², enc_dim) vision features → (grid², text dim): tiles merged, projected."""
         vision = self.config.vision
-        features = self.vision(pixels)  # n_crops, grid², enc_dim
         if vision.crop_scheme == "single":
             return self.vision.proj_mlp(features[0])
         grid = vision.grid_size

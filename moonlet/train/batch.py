@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .dense import DenseTargets
 from .sequences import IGNORE, Sequence
 
 
@@ -30,10 +31,12 @@ class PackedBatch:
     sequence_index: torch.Tensor  # (B, L) index of the slot's sequence in the batch, -1 for padding
     n_sequences: int
     tasks: list[str]  # per sequence, in sequence_index order
+    dense: DenseTargets | None = None  # per-patch targets of the auxiliary head, when training with one
 
     def to(self, device) -> "PackedBatch":
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
         moved["pixels"] = [p.to(device) for p in self.pixels]
+        moved["dense"] = self.dense.to(device) if self.dense is not None else None
         return PackedBatch(**moved)
 
 

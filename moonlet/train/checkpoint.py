@@ -11,17 +11,18 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-from torch import nn
+from typing import Mapping
 
 LATEST = "latest"
 
 
 def save_training_state(
-    directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer, step: int, extra: dict
+    directory: Path, params: Mapping[str, torch.nn.Parameter], optimizer: torch.optim.Optimizer, step: int, extra: dict
 ) -> Path:
+    """``params``: every parameter of the run by name (the model's, and any training-only head's)."""
     directory.mkdir(parents=True, exist_ok=True)
-    names = {id(p): n for n, p in model.named_parameters()}
-    trainable = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
+    names = {id(p): n for n, p in params.items()}
+    trainable = {n: p.detach().contiguous().cpu() for n, p in params.items() if p.requires_grad}
     save_file(trainable, str(directory / "trainable.safetensors"))
     tensors = {"rng.torch": torch.get_rng_state()}
     groups = []
@@ -41,9 +42,8 @@ def latest_checkpoint(out: Path) -> Path | None:
     return out / pointer.read_text().strip() if pointer.is_file() else None
 
 
-def load_training_state(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+def load_training_state(directory: Path, params: Mapping[str, torch.nn.Parameter], optimizer: torch.optim.Optimizer) -> dict:
     """Restore weights, optimizer and RNG in place; returns the trainer state (with ``step``)."""
-    params = dict(model.named_parameters())
     trainable = load_file(str(directory / "trainable.safetensors"))
     missing = sorted(n for n, p in params.items() if p.requires_grad and n not in trainable)
     unknown = sorted(set(trainable) - set(params))

@@ -23,12 +23,14 @@ def slot_embeddings(model: MoondreamModel, batch: PackedBatch) -> torch.Tensor:
     return x
 
 
-def packed_hidden(model: MoondreamModel, batch: PackedBatch) -> torch.Tensor:
-    """Hidden states (B, L, dim) of the packed slots, with the vision tower in the graph."""
+def packed_hidden(model: MoondreamModel, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hidden states (B, L, dim) of the packed slots, with the vision tower in the graph, and each
+    image's first-crop vision tokens (B, grid², enc_dim)."""
+    features = [model.vision(pixels) for pixels in batch.pixels]  # per image: n_crops, grid², enc_dim
     prefix = torch.stack(
         [
-            model.prefix_embeddings(model.embed_pixels(pixels, tiling))[0]
-            for pixels, tiling in zip(batch.pixels, batch.tilings)
+            model.prefix_embeddings(model.project_features(feats, tiling))[0]
+            for feats, tiling in zip(features, batch.tilings)
         ]
     )  # B, P, dim
     prefix_len = prefix.shape[1]
@@ -37,7 +39,7 @@ def packed_hidden(model: MoondreamModel, batch: PackedBatch) -> torch.Tensor:
         (torch.arange(prefix_len, device=x.device).expand(x.shape[0], prefix_len), batch.positions), dim=1
     )
     mask = packed_mask(batch.segments, batch.positions, prefix_len, model.config.text.prefix_bidirectional)
-    return model.text(x, positions, mask)[:, prefix_len:]
+    return model.text(x, positions, mask)[:, prefix_len:], torch.stack([f[0] for f in features])
 
 
 TASKS = ("query", "point", "detect", "caption_short", "caption_normal", "caption_long")
@@ -91,10 +93,14 @@ def soft_bin_targets(targets: torch.Tensor, n_bins: int, sigma: float) -> torch.
     return weights / weights.sum(-1, keepdim=True)
 
 
-def losses(model: MoondreamModel, batch: PackedBatch, weights: LossWeights = LossWeights()) -> dict[str, torch.Tensor]:
+def losses(
+    model: MoondreamModel, batch: PackedBatch, weights: LossWeights = LossWeights(), dense_head=None
+) -> dict[str, torch.Tensor]:
     """Each row's mean over its targets (token, coordinate and size targets, the latter weighted by
-    ``weights.region``), then the mean over rows weighted by their task; also the parts for logging."""
-    hidden = packed_hidden(model, batch)
+    ``weights.region``), then the mean over rows weighted by their task; also the parts for logging.
+    With a ``dense_head`` and the batch's dense targets, ``dense`` is the mean per-patch auxiliary
+    loss of the batch's images (``moonlet.train.dense``)."""
+    hidden, vision_tokens = packed_hidden(model, batch)
     n = batch.n_sequences
     row_sum = torch.zeros(n, device=hidden.device)
     row_count = torch.zeros(n, device=hidden.device)
@@ -133,6 +139,8 @@ def losses(model: MoondreamModel, batch: PackedBatch, weights: LossWeights = Los
         chosen = torch.tensor([t == task for t in batch.tasks], device=hidden.device) & (row_count > 0)
         if chosen.any():
             parts[f"task_{task}"] = row_loss[chosen].detach().mean()
+    if dense_head is not None and batch.dense is not None:
+        parts.update(dense_head.loss(vision_tokens, batch.dense))
     parts["loss_sum"] = (row_loss * task_weight).sum()
     parts["loss"] = parts["loss_sum"] / max(batch_weight(batch, weights), 1e-9)
     return parts

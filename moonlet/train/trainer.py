@@ -22,6 +22,7 @@ from ..progress import progress_bar
 from ..prompts import PromptBuilder
 from .batch import pack
 from .checkpoint import latest_checkpoint, load_training_state, save_training_state
+from .dense import DenseHead, batch_targets, read_truth
 from .dev_eval import BAR_KEYS, dev_samples, evaluate_dev
 from .data import BatchOrder, ImageGroup, load_groups
 from .lora import add_lora, merge_lora
@@ -60,6 +61,7 @@ class TrainConfig:
     eval_data: str | None = None
     eval_every: int = 200
     eval_images: int = 32
+    dense_weight: float = 0.0  # weight of the dense auxiliary loss on the vision tokens (moonlet.train.dense); 0: off
     dev_data: str | None = None  # a generated dev set (its own seed): scored by greedy decoding every eval_every steps
     dev_scenes: int = 100
     save_every: int = 500
@@ -132,13 +134,14 @@ def parameter_groups(model: MoondreamModel, config: TrainConfig) -> list[dict]:
 class TrainingModule(nn.Module):
     """Wraps the model so that DDP sees the whole loss computation as one forward()."""
 
-    def __init__(self, model: MoondreamModel, weights: LossWeights):
+    def __init__(self, model: MoondreamModel, weights: LossWeights, dense_head: DenseHead | None = None):
         super().__init__()
         self.model = model
         self.weights = weights
+        self.dense_head = dense_head
 
     def forward(self, batch):
-        return losses(self.model, batch, self.weights)
+        return losses(self.model, batch, self.weights, self.dense_head)
 
 
 class Trainer:
@@ -157,13 +160,27 @@ class Trainer:
         select_trainable(model, config)
         model.train()
         self.weights = LossWeights(config.region_weight, config.bin_sigma, parse_task_weights(config.task_weights))
-        self.module: nn.Module = TrainingModule(model, self.weights)
+        self.dense_head, self.truth = None, {}
+        if config.dense_weight > 0:
+            if model.config.vision.crop_scheme != "single":
+                raise ValueError("dense_weight needs a single-crop model (vision.crop_scheme 'single')")
+            self.truth = read_truth(config.data)
+            self.dense_head = DenseHead(model.config.vision, config.seed).to(self.device)
+        self.module: nn.Module = TrainingModule(model, self.weights, self.dense_head)
+        # every parameter of the run by name: the model's, then the training-only head's
+        self.parameters_by_name = dict(model.named_parameters())
+        if self.dense_head is not None:
+            self.parameters_by_name |= {f"dense_head.{n}": p for n, p in self.dense_head.named_parameters()}
         if self.world > 1:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.module = nn.parallel.DistributedDataParallel(
                 self.module, device_ids=device_ids, find_unused_parameters=True
             )
-        self.optimizer = torch.optim.AdamW(parameter_groups(model, config), betas=(0.9, 0.95))
+        groups = parameter_groups(model, config)
+        if self.dense_head is not None:
+            head = list(self.dense_head.parameters())
+            groups.append({"params": head, "lr": config.lr, "base_lr": config.lr, "weight_decay": 0.0, "name": "dense"})
+        self.optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.95))
         self.builder = SequenceBuilder(model.config, PromptBuilder(model.config.tokenizer, tokenizer))
         self.groups = load_groups(config.data)
         self.eval_groups = load_groups(config.eval_data)[: config.eval_images] if config.eval_data else []
@@ -200,8 +217,17 @@ class Trainer:
         chosen = self.order.batch(step, self.rank, self.world)
         per_micro = max(1, len(chosen) // self.config.grad_accum)
         for start in range(0, len(chosen), per_micro):
-            items = [self._prepare(self.groups[i], self._rows(step, i)) for i in chosen[start : start + per_micro]]
-            yield pack(items, self.model.config.prefix_len).to(self.device)
+            indices = chosen[start : start + per_micro]
+            batch = pack([self._prepare(self.groups[i], self._rows(step, i)) for i in indices], self.model.config.prefix_len)
+            if self.dense_head is not None:
+                batch.dense = batch_targets([self._truth(self.groups[i]) for i in indices], self.model.config.vision.grid_size)
+            yield batch.to(self.device)
+
+    def _truth(self, group: ImageGroup) -> dict:
+        scene = self.truth.get(str(Path(group.image).resolve()))
+        if scene is None:
+            raise ValueError(f"dense_weight needs each image's ground truth (truth/ of a generated dataset); none for {group.image}")
+        return scene
 
     # --- loop -----------------------------------------------------------------------------
 
@@ -209,7 +235,7 @@ class Trainer:
         checkpoint = latest_checkpoint(self.out)
         if checkpoint is None:
             return False
-        state = load_training_state(checkpoint, self.model, self.optimizer)
+        state = load_training_state(checkpoint, self.parameters_by_name, self.optimizer)
         self.step = state["step"]
         return True
 
@@ -230,7 +256,10 @@ class Trainer:
             with (nullcontext() if sync else self.module.no_sync()), self.autocast:
                 parts = self.module(batch)
                 # DDP averages gradients over ranks: scale by the world size to get the global sum's gradient
-                (parts["loss_sum"] * (self.world / total_weight)).backward()
+                objective = parts["loss_sum"] * (self.world / total_weight)
+                if "dense" in parts:  # a mean over this rank's images; DDP averages it over ranks
+                    objective = objective + self.config.dense_weight * parts["dense"] / len(micro)
+                objective.backward()
             totals["loss"] += float(parts["loss_sum"].detach()) / total_weight
             for key, value in parts.items():
                 if key not in ("loss", "loss_sum"):
@@ -268,7 +297,9 @@ class Trainer:
         if not self.is_main:
             return None
         extra = {"config": asdict(self.config)}
-        return save_training_state(self.out / f"checkpoint-{self.step:07d}", self.model, self.optimizer, self.step, extra)
+        return save_training_state(
+            self.out / f"checkpoint-{self.step:07d}", self.parameters_by_name, self.optimizer, self.step, extra
+        )
 
     def export(self, directory: Path | None = None, dtype: torch.dtype | None = None) -> Path | None:
         """Write the trained model as a loadable checkpoint (LoRA adapters merged)."""

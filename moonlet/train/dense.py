@@ -1,0 +1,132 @@
+"""A dense auxiliary objective on the vision tokens, from the scenes' ground truth (training only).
+
+Each patch of the (single-crop) patch grid predicts, from its own vision token:
+- ``centre``: a heat map with a Gaussian bump at each object's centre (binary cross-entropy);
+- ``colour`` / ``shape``: the class of the topmost object covering the patch centre, or background;
+- ``text``: whether the patch centre lies in a rendered text's box;
+- ``offset`` / ``size``: at the patch holding an object's centre, the centre's place inside the
+  patch and the object's box width and height (L1).
+
+The head is a module of the training wrapper, not of the model: exports never contain it. It
+teaches the tower colour, shape and place directly, instead of only through the decoder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..config import VisionConfig
+from ..data.config import SHAPES
+from ..data.palette import COLOURS
+
+COLOUR_CLASSES = ("background", *COLOURS)
+SHAPE_CLASSES = ("background", *SHAPES)
+HEAT_SIGMA = 0.75  # patches
+
+
+def read_truth(datasets) -> dict[str, dict]:
+    """Resolved image path → ground-truth scene, for every generated dataset that has ``truth/``."""
+    paths = [datasets] if isinstance(datasets, (str, Path)) else list(datasets)
+    truth = {}
+    for data in map(Path, paths):
+        folder = data / "truth" if data.is_dir() else data.parent / "truth"
+        for shard in sorted(folder.glob("*.jsonl")):
+            for line in shard.read_text(encoding="utf-8").splitlines():
+                scene = json.loads(line)
+                truth[str((folder.parent / scene["image"]).resolve())] = scene
+    return truth
+
+
+@dataclass
+class DenseTargets:
+    """Per-patch targets of a batch of images, each (B, grid, grid[, 2])."""
+
+    centre: torch.Tensor
+    colour: torch.Tensor
+    shape: torch.Tensor
+    text: torch.Tensor
+    at_centre: torch.Tensor  # bool: the patch holds an object's centre
+    offset: torch.Tensor
+    size: torch.Tensor
+
+    def to(self, device) -> "DenseTargets":
+        return DenseTargets(**{k: v.to(device) for k, v in self.__dict__.items()})
+
+
+def scene_targets(scene: dict, grid: int) -> dict[str, torch.Tensor]:
+    """One scene's targets on a grid × grid patch grid (the crop stretches the whole image)."""
+    centres = (torch.arange(grid, dtype=torch.float32) + 0.5) / grid  # patch centres, normalised
+    ys, xs = torch.meshgrid(centres, centres, indexing="ij")
+    colour = torch.zeros(grid, grid, dtype=torch.long)
+    shape = torch.zeros(grid, grid, dtype=torch.long)
+    text = torch.zeros(grid, grid)
+    heat = torch.zeros(grid, grid)
+    at_centre = torch.zeros(grid, grid, dtype=torch.bool)
+    offset = torch.zeros(grid, grid, 2)
+    size = torch.zeros(grid, grid, 2)
+    for obj in scene["objects"]:  # drawing order: later objects cover earlier ones
+        x0, y0, x1, y1 = obj["box_norm"]
+        inside = (xs >= x0) & (xs <= x1) & (ys >= y0) & (ys <= y1)
+        colour[inside] = COLOUR_CLASSES.index(obj["colour"]) if obj["colour"] in COLOUR_CLASSES else 0
+        shape[inside] = SHAPE_CLASSES.index(obj["shape"]) if obj["shape"] in SHAPE_CLASSES else 0
+        cx, cy = obj["point_norm"]
+        gx, gy = min(int(cx * grid), grid - 1), min(int(cy * grid), grid - 1)
+        bump = torch.exp(-((xs * grid - cx * grid) ** 2 + (ys * grid - cy * grid) ** 2) / (2 * HEAT_SIGMA**2))
+        heat = torch.maximum(heat, bump)
+        at_centre[gy, gx] = True
+        offset[gy, gx] = torch.tensor([cx * grid - gx, cy * grid - gy])
+        size[gy, gx] = torch.tensor([x1 - x0, y1 - y0])
+    for item in scene.get("texts", []):
+        x0, y0, x1, y1 = item["box_norm"]
+        text[(xs >= x0) & (xs <= x1) & (ys >= y0) & (ys <= y1)] = 1.0
+    return {"centre": heat, "colour": colour, "shape": shape, "text": text, "at_centre": at_centre,
+            "offset": offset, "size": size}
+
+
+def batch_targets(scenes: list[dict], grid: int) -> DenseTargets:
+    per_scene = [scene_targets(scene, grid) for scene in scenes]
+    return DenseTargets(**{key: torch.stack([t[key] for t in per_scene]) for key in per_scene[0]})
+
+
+class DenseHead(nn.Module):
+    """Vision tokens (B, grid², enc_dim) → per-patch predictions of every target."""
+
+    def __init__(self, config: VisionConfig, seed: int = 0):
+        super().__init__()
+        self.grid = config.grid_size
+        self.sizes = {"centre": 1, "colour": len(COLOUR_CLASSES), "shape": len(SHAPE_CLASSES), "text": 1,
+                      "offset": 2, "size": 2}
+        self.norm = nn.LayerNorm(config.enc_dim)
+        self.out = nn.Linear(config.enc_dim, sum(self.sizes.values()))
+        generator = torch.Generator().manual_seed(seed)  # the same head for the same seed, whatever ran before
+        with torch.no_grad():
+            self.out.weight.copy_(torch.randn(self.out.weight.shape, generator=generator) * 0.02)
+            self.out.bias.zero_()
+
+    def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        b = tokens.shape[0]
+        flat = self.out(self.norm(tokens)).view(b, self.grid, self.grid, -1)  # B, g, g, outputs
+        return dict(zip(self.sizes, flat.split(list(self.sizes.values()), dim=-1)))
+
+    def loss(self, tokens: torch.Tensor, targets: DenseTargets) -> dict[str, torch.Tensor]:
+        """Each part's mean over the batch's patches; ``dense`` is their sum."""
+        pred = self(tokens.float())
+        parts = {
+            "centre": F.binary_cross_entropy_with_logits(pred["centre"][..., 0], targets.centre),
+            "colour": F.cross_entropy(pred["colour"].flatten(0, 2), targets.colour.flatten()),
+            "shape": F.cross_entropy(pred["shape"].flatten(0, 2), targets.shape.flatten()),
+            "text": F.binary_cross_entropy_with_logits(pred["text"][..., 0], targets.text),
+        }
+        chosen = targets.at_centre
+        if chosen.any():
+            parts["offset"] = F.l1_loss(pred["offset"][chosen].sigmoid(), targets.offset[chosen])
+            parts["size"] = F.l1_loss(pred["size"][chosen].sigmoid(), targets.size[chosen])
+        out = {f"dense_{k}": v for k, v in parts.items()}
+        out["dense"] = sum(parts.values())
+        return out

@@ -1,0 +1,56 @@
+"""The dense auxiliary head: targets from ground truth, trained with the model, never exported."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from safetensors import safe_open
+
+from moonlet.train.dense import COLOUR_CLASSES, SHAPE_CLASSES, scene_targets
+from moonlet.train.trainer import Trainer, TrainConfig
+from test_train import dataset, tiny_model, tokenizer  # noqa: F401  (fixtures)
+
+SCENE = {
+    "objects": [
+        {"shape": "star", "colour": "red", "box_norm": [0.1, 0.1, 0.4, 0.4], "point_norm": [0.25, 0.3]},
+        {"shape": "circle", "colour": "blue", "box_norm": [0.3, 0.3, 0.6, 0.6], "point_norm": [0.45, 0.45]},
+    ],
+    "texts": [{"box_norm": [0.7, 0.8, 0.95, 0.9]}],
+}
+
+
+def test_targets_follow_the_scene():
+    t = scene_targets(SCENE, grid=10)
+    assert t["centre"][3, 2] > 0.75 and t["centre"][4, 4] == 1.0  # the patches of (0.25, 0.3) and (0.45, 0.45)
+    assert t["centre"][9, 9] < 1e-3
+    assert COLOUR_CLASSES[t["colour"][2, 2]] == "red" and SHAPE_CLASSES[t["shape"][2, 2]] == "star"
+    assert COLOUR_CLASSES[t["colour"][3, 3]] == "blue"  # drawn later: on top where they overlap
+    assert t["colour"][8, 1] == 0 and t["shape"][8, 1] == 0  # background
+    assert t["text"][8, 8] == 1 and t["text"][1, 1] == 0
+    assert t["at_centre"].sum() == 2 and t["at_centre"][3, 2]
+    assert torch.allclose(t["offset"][3, 2], torch.tensor([0.5, 0.0]), atol=1e-5)
+    assert torch.allclose(t["size"][3, 2], torch.tensor([0.3, 0.3]), atol=1e-5)
+
+
+def test_dense_head_trains_resumes_exactly_and_is_not_exported(dataset, tokenizer, tmp_path):  # noqa: F811
+    """With the constant rate of warmup-stable-decay, a run of 2 steps extended to 4 is the run of 4."""
+
+    def run(out, steps, resume=False):
+        config = TrainConfig(data=str(dataset), out=str(out), steps=steps, batch_size=4, warmup=1, lr=3e-3, schedule="wsd",
+                             save_every=2, eval_every=0, log_every=1, progress=False, dense_weight=1.0, rows_per_image=3)
+        trainer = Trainer(tiny_model(tokenizer), tokenizer, config)
+        return trainer, trainer.fit(resume=resume)
+
+    _, straight = run(tmp_path / "a", 4)
+    assert all("dense_centre" in h and "dense_colour" in h for h in straight)
+    run(tmp_path / "b", 2)
+    trainer, resumed = run(tmp_path / "b", 4, resume=True)
+    assert [h["loss"] for h in resumed] == [h["loss"] for h in straight[2:]]
+    assert [h["dense"] for h in resumed] == [h["dense"] for h in straight[2:]]
+    with safe_open(str(tmp_path / "b" / "checkpoint-0000002" / "trainable.safetensors"), "pt") as f:
+        assert any(k.startswith("dense_head.") for k in f.keys())
+    exported = trainer.export()
+    with safe_open(str(exported / "model.safetensors"), "pt") as f:
+        assert not any("dense" in k for k in f.keys())
+    assert "dense" not in json.loads((exported / "config.json").read_text())["config"]
