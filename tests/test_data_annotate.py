@@ -40,7 +40,7 @@ def questions(annotated, kind=None):
 
 def strip_lead(question: str) -> str:
     for lead in sorted(LEADS, key=len, reverse=True):
-        if question.startswith(lead):
+        if question.lower().startswith(lead.lower()):  # casual questions start in lower case
             return question[len(lead):]
     return question
 

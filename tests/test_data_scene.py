@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moonlet.data import SceneConfig, make_example, render, sample_scene
+from moonlet.data import SceneConfig, draw, make_example, render, sample_scene
 from moonlet.data import fonts as fonts_module
-from moonlet.data.config import SHAPES
+from moonlet.data.config import SHAPES, SIZE_CLASSES
 from moonlet.data.palette import COLOURS, delta_e, nearest_colour, to_lab
 from moonlet.data.fonts import text_alpha
 from moonlet.data.render import background_pixels
@@ -31,11 +31,11 @@ def digest(example) -> str:
 
 @pytest.fixture(scope="module")
 def scenes():
-    """Sixty scenes of seed 5 with their pixels."""
+    """Sixty scenes of seed 5 with their clean pixels (before blur, noise and JPEG)."""
     out = []
     for i in range(60):
         scene = sample_scene(5, i)
-        out.append((scene, np.asarray(render(scene))))
+        out.append((scene, np.asarray(draw(scene))))
     return out
 
 
@@ -84,21 +84,31 @@ def test_object_counts_shapes_and_colours_within_limits(scenes):
     assert shapes == set(SHAPES)
     assert len(colours) >= 8 and colours <= set(COLOURS)
     assert {s.background.kind for s, _ in scenes} == {"flat", "gradient", "noise", "stripes"}
-    assert {o.size for s, _ in scenes for o in s.objects} == {"small", "medium", "large"}
+    assert {o.size for s, _ in scenes for o in s.objects} == set(SIZE_CLASSES)
     assert sum(bool(s.texts) for s, _ in scenes) >= 20
 
 
 def test_points_and_box_centres_show_the_object_colour(scenes):
-    checked_boxes = 0
+    # An outline's point is its geometric centre, in its hole: inside its box, on the bare
+    # background or its own stroke, never on anything else.
+    checked_boxes = outlines = 0
     for scene, pixels in scenes:
+        bare = background_pixels(scene.background, scene.width, scene.height)
         for obj in scene.objects:
             x, y = obj.centre
+            if obj.stroke:
+                assert obj.box[0] <= x <= obj.box[2] and obj.box[1] <= y <= obj.box[3], (scene.index, obj)
+                here = pixels[int(y), int(x)].astype(float)
+                on_bg = np.abs(here - bare[int(y), int(x)]).max() <= 1
+                assert on_bg or nearest_colour(here) == obj.colour, (scene.index, obj)
+                outlines += 1
+                continue
             assert nearest_colour(pixels[int(y), int(x)]) == obj.colour, (scene.index, obj)
             if obj.occlusion == 0:
                 bx, by = (obj.box[0] + obj.box[2]) // 2, (obj.box[1] + obj.box[3]) // 2
                 assert nearest_colour(pixels[by, bx]) == obj.colour, (scene.index, obj)
                 checked_boxes += 1
-    assert checked_boxes > 100
+    assert checked_boxes > 80 and outlines > 10
 
 
 def test_boxes_are_tight_around_the_object(scenes):
@@ -157,7 +167,7 @@ def test_text_is_drawn_in_its_box_and_clear_of_shapes(scenes):
             ink = np.zeros((scene.height, scene.width), bool)
             ink[y0:y1, x0:x1] = text_alpha(text.text, text.font, text.size, text.angle) > 0
             for obj in scene.objects:  # text never covers a shape
-                cov = coverage(outline(obj.shape, *obj.centre, obj.radius, obj.rotation), 4)
+                cov = coverage(outline(obj.shape, *obj.centre, obj.radius, obj.rotation), 4, obj.stroke)
                 assert not (cov.full(scene.width, scene.height) > 0)[ink].any(), (scene.index, text)
     assert seen >= 20
     assert len({t.font for s, _ in scenes for t in s.texts}) >= 3
@@ -166,11 +176,17 @@ def test_text_is_drawn_in_its_box_and_clear_of_shapes(scenes):
 def test_image_size_is_configurable():
     cfg = SceneConfig(width=160, height=128)
     scene = sample_scene(0, 0, cfg)
-    assert render(scene, cfg).size == (160, 128)
+    assert render(scene, cfg).size == (160, 128) == draw(scene, cfg).size
     assert all(o.box[2] <= 160 and o.box[3] <= 128 for o in scene.objects)
 
 
-@pytest.mark.parametrize("bad", [dict(max_objects=0), dict(shapes=("blob",)), dict(width=8), dict(max_occlusion=1.0)])
+@pytest.mark.parametrize("bad", [
+    dict(max_objects=0), dict(shapes=("blob",)), dict(width=8), dict(max_occlusion=1.0),
+    dict(outline_probability=1.5), dict(jpeg_probability=-0.1), dict(jpeg_quality_range=(90, 30)),
+    dict(jpeg_quality_range=(30.0, 90.0)), dict(noise_sigma_range=(5.0,)), dict(blur_radius_range=(-1.0, 1.0)),
+    dict(size_radii=((0.05, 0.07),) * 5), dict(size_weights=(0, 0, 0, 0, 0)), dict(size_weights=(1, 1, 1)),
+    dict(outline_width_range=(0.03, 0.01)), dict(pure_background_probability=2.0),
+])
 def test_bad_scene_config_is_refused(bad):
     with pytest.raises(ValueError):
         SceneConfig(**bad)

@@ -13,12 +13,12 @@ from .config import AnnotationConfig, SceneConfig
 from .generate import GENERATOR_VERSION, Example, iter_examples, make_example
 from .layout import sample_scene
 from .reader import DataFormatError, Row, iter_rows, parse_row
-from .render import render
+from .render import draw, render
 from .scene import Scene, SceneObject, SceneText
 from .shards import ShardWriter, generate_dataset
 
 __all__ = [
     "AnnotationConfig", "SceneConfig", "Scene", "SceneObject", "SceneText", "Example", "GENERATOR_VERSION",
-    "sample_scene", "render", "annotate", "make_example", "iter_examples", "ShardWriter", "generate_dataset",
+    "sample_scene", "draw", "render", "annotate", "make_example", "iter_examples", "ShardWriter", "generate_dataset",
     "DataFormatError", "Row", "iter_rows", "parse_row",
 ]

@@ -53,7 +53,7 @@ def annotate(scene: Scene, config: AnnotationConfig | None = None, scene_config:
     detect targets, point targets."""
     cfg = config or AnnotationConfig()
     shapes = (scene_config or SceneConfig()).shapes
-    ph = Phraser(scene_rng(scene.seed, scene.index, 1), cfg.prefix_share)
+    ph = Phraser(scene_rng(scene.seed, scene.index, 1), cfg.prefix_share, cfg.casual_share)
     f = Facts(scene, cfg.margin)
     rows: list[dict] = []
     for length in cfg.caption_lengths:

@@ -56,6 +56,8 @@ def _place(ph: Phraser, region: str) -> str:
 
 def _background(ph: Phraser, f: Facts) -> str:
     bg = f.scene.background
+    if bg.colour is not None:  # pure white or black
+        return ph.pick((bg.colour, f"plain {bg.colour}", f"pure {bg.colour}", f"solid {bg.colour}"))
     tone = ph.pick(("light", "pale")) if not bg.dark else "dark"
     return f"{tone} {ph.pick(BACKGROUND_WORDS[bg.kind])}"
 
@@ -101,7 +103,7 @@ def caption(f: Facts, ph: Phraser, length: str) -> tuple[str, list[str]]:
     else:
         for i in order:
             o = f.objects[i]
-            phrase = f"{o.size} {ph.colour(o.colour)} {o.shape}"
+            phrase = f"{o.size} {ph.colour(o.colour)} {o.shape}" + (" outline" if o.stroke else "")
             place = _place(ph, f.object_region(i, strict=False))
             sentences.append(ph.pick(OBJECT_LONG).format(A=capital(article(phrase)), a=article(phrase), place=place, Place=capital(place)))
         for i in order:

@@ -1,4 +1,5 @@
-"""Fonts for rendered text: DejaVu faces when installed, Pillow's built-in font otherwise."""
+"""Fonts for rendered text: every usable font installed here (DejaVu faces first), and Pillow's
+built-in font. Nothing is bundled or downloaded."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ PREFERRED = (
     "DejaVuSansMono-Bold", "DejaVuSansCondensed-Bold",
 )
 FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"), Path.home() / ".fonts")
+FONT_SUFFIXES = (".ttf", ".otf")
+# Every character random_text can produce; a font must draw each one (not its missing-glyph box).
+NEEDED_CHARACTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
 @functools.lru_cache(maxsize=1)
@@ -21,22 +25,55 @@ def _installed() -> dict[str, Path]:
     found: dict[str, Path] = {}
     for root in FONT_DIRS:
         if root.is_dir():
-            for path in sorted(root.rglob("*.ttf")):
+            for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in FONT_SUFFIXES):
                 found.setdefault(path.stem, path)
     return found
 
 
-@functools.lru_cache(maxsize=1)
-def available_fonts() -> tuple[str, ...]:
-    """Font names usable here, in a fixed order: the DejaVu faces found, then Pillow's default."""
-    installed = _installed()
-    names = [n for n in PREFERRED if n in installed]
+SAMPLE, MIN_WEIGHT = "Hamburg0", 1.5  # solid ink per row and character at 24 px; below: hairline faces
+
+
+def _draws_text(path: Path) -> bool:
+    """True when the font opens, draws every needed character as its own glyph, and its strokes are
+    thick enough to read at small sizes (not a hairline face such as ExtraLight)."""
+    try:
+        font = ImageFont.truetype(str(path), 24, layout_engine=ImageFont.Layout.BASIC)
+        missing = bytes(font.getmask("\uffff"))
+        masks = [bytes(font.getmask(c)) for c in NEEDED_CHARACTERS]
+        sample = font.getmask(SAMPLE)
+    except (OSError, ValueError):
+        return False
+    if not all(m and m != missing and any(m) for m in masks) or len(set(masks)) < len(masks) - 2:
+        return False
+    solid = int((np.asarray(sample, dtype=np.uint8) >= 200).sum())
+    return solid >= MIN_WEIGHT * sample.size[1] * len(SAMPLE)
+
+
+def _pillow_default_works() -> bool:
     try:
         ImageFont.load_default(size=12)
-        names.append(DEFAULT_FONT)
     except (TypeError, ImportError, OSError):  # Pillow < 10.1 or no FreeType
-        if not names:
-            names.append(DEFAULT_FONT)
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=1)
+def available_fonts() -> tuple[str, ...]:
+    """Font names usable here, in a fixed order: the DejaVu faces above, every other installed font
+    that draws letters and digits (by name), then Pillow's default."""
+    installed = _installed()
+    usable = [n for n in sorted(installed) if _draws_text(installed[n])]
+    names = [n for n in PREFERRED if n in usable] + [n for n in usable if n not in PREFERRED]
+    if _pillow_default_works() or not names:
+        names.append(DEFAULT_FONT)
+    return tuple(names)
+
+
+def version1_fonts() -> tuple[str, ...]:
+    """The fonts generator version 1 used: the DejaVu faces above that are installed, then Pillow's default."""
+    names = [n for n in PREFERRED if n in _installed()]
+    if _pillow_default_works() or not names:
+        names.append(DEFAULT_FONT)
     return tuple(names)
 
 

@@ -11,7 +11,7 @@ from .layout import sample_scene
 from .render import png_bytes, render
 from .scene import Scene
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: wider scenes (sizes, outlines, flat colours, pure backgrounds, fonts, degradations)
 
 
 @dataclass(frozen=True)

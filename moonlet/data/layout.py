@@ -11,10 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import SIZE_CLASSES, SceneConfig
+from .effects import sample_effects
 from .fonts import available_fonts, text_alpha
-from .palette import COLOURS, background_tone, contrasting, jitter, shifted_tone
+from .palette import COLOURS, PURE_BACKGROUNDS, background_tone, contrasting, flat_colour, jitter, shifted_tone
 from .scene import Background, Scene, SceneObject, SceneText
-from .shapes import MAX_ROTATION, coverage, outline
+from .shapes import INRADIUS, MAX_ROTATION, coverage, outline
 from .words import random_text
 
 SOLID = 128  # coverage at or above which a pixel belongs to a layer
@@ -37,6 +38,7 @@ class _Placed:
     cy: float
     radius: float
     rotation: float
+    stroke: float
     solid: np.ndarray  # bool (H, W): coverage >= SOLID
     touched: np.ndarray  # bool (H, W): coverage > 0
     visible: np.ndarray  # bool (H, W): solid and not under a later layer
@@ -52,12 +54,16 @@ def _background(rng: np.random.Generator, cfg: SceneConfig) -> Background:
     kind = str(cfg.background_kinds[int(rng.choice(len(p), p=p / p.sum()))])
     tone = background_tone(rng, dark)
     tones = (tone, shifted_tone(rng, tone, dark)) if kind in ("gradient", "stripes") else (tone,)
-    return Background(
-        kind=kind, tones=tones, dark=dark, angle=float(rng.uniform(0, 180)),
-        period=float(rng.uniform(0.05, 0.14) * min(cfg.width, cfg.height)),
-        noise=float(rng.uniform(4, 10)) if kind == "noise" else 0.0,
-        noise_seed=int(rng.integers(2**31)),
-    )
+    angle = float(rng.uniform(0, 180))
+    period = float(rng.uniform(0.05, 0.14) * min(cfg.width, cfg.height))
+    noise = float(rng.uniform(4, 10)) if kind == "noise" else 0.0
+    noise_seed = int(rng.integers(2**31))
+    pure = None
+    if kind == "flat" and cfg.pure_background_probability and rng.random() < cfg.pure_background_probability:
+        pure = "black" if dark else "white"
+        tones = (PURE_BACKGROUNDS[pure],)
+    return Background(kind=kind, tones=tones, dark=dark, angle=angle, period=period, noise=noise,
+                      noise_seed=noise_seed, colour=pure)
 
 
 def _disc_clear(mask: np.ndarray, cx: float, cy: float, r: float) -> bool:
@@ -88,7 +94,7 @@ def _window(patch) -> tuple[slice, slice]:
     return slice(patch.y0, patch.y0 + h), slice(patch.x0, patch.x0 + w)
 
 
-def _try_object(rng, cfg: SceneConfig, placed: list[_Placed], shape, colour, rgb, size, radius):
+def _try_object(rng, cfg: SceneConfig, placed: list[_Placed], shape, colour, rgb, size, radius, stroke):
     w, h = cfg.width, cfg.height
     rotation = float(rng.uniform(-MAX_ROTATION[shape], MAX_ROTATION[shape]))
     cx = float(rng.uniform(radius * 0.9, w - radius * 0.9))
@@ -96,9 +102,13 @@ def _try_object(rng, cfg: SceneConfig, placed: list[_Placed], shape, colour, rgb
     pts = outline(shape, cx, cy, radius, rotation)
     if pts[:, 0].min() < 1 or pts[:, 1].min() < 1 or pts[:, 0].max() > w - 1 or pts[:, 1].max() > h - 1:
         return None
-    patch = coverage(pts, cfg.supersample)
+    patch = coverage(pts, cfg.supersample, stroke)
     win = _window(patch)
     solid, touched = patch.alpha >= SOLID, patch.alpha > 0  # within the window only
+    if not solid.any():
+        return None
+    if stroke and any(not _disc_clear(o.touched, cx, cy, max(2.0, 0.3 * radius)) for o in placed):
+        return None  # an outline's centre (its point) lies on no earlier object
     for other in placed:
         if not (touched & other.touched[win]).any():
             continue
@@ -114,11 +124,28 @@ def _try_object(rng, cfg: SceneConfig, placed: list[_Placed], shape, colour, rgb
     full_solid, full_touched = np.zeros((h, w), bool), np.zeros((h, w), bool)
     full_solid[win], full_touched[win] = solid, touched
     area = int(solid.sum())
-    return _Placed(shape, colour, rgb, size, cx, cy, radius, rotation, full_solid, full_touched,
+    return _Placed(shape, colour, rgb, size, cx, cy, radius, rotation, stroke, full_solid, full_touched,
                    full_solid.copy(), area, [], win, area)
 
 
-def _place_objects(rng, cfg: SceneConfig, allowed: list[str]) -> list[_Placed]:
+def _colour_value(rng, cfg: SceneConfig, colour: str, tones: list, min_lightness: float = 0.0):
+    """The exact colour drawn: a flat standard value (``flat_colour_probability``) or a jittered one."""
+    if cfg.flat_colour_probability and rng.random() < cfg.flat_colour_probability:
+        return flat_colour(rng, colour, tones, cfg.min_contrast, min_lightness)
+    return jitter(rng, COLOURS[colour], cfg.colour_jitter)
+
+
+def _stroke(rng, cfg: SceneConfig, shape: str, radius: float) -> float:
+    """Outline width in pixels, or 0 for a filled shape. A stroke is at least 1 px and at most 40 % of
+    the shape's inner radius, so the hole shows; shapes too small for that stay filled."""
+    if not (cfg.outline_probability and rng.random() < cfg.outline_probability):
+        return 0.0
+    width = float(rng.uniform(*cfg.outline_width_range)) * min(cfg.width, cfg.height)
+    cap = 0.4 * INRADIUS[shape] * radius
+    return min(max(width, 1.0), cap) if cap >= 1.0 else 0.0
+
+
+def _place_objects(rng, cfg: SceneConfig, allowed: list[str], tones: list) -> list[_Placed]:
     shapes = list(cfg.shapes)
     palette = [str(c) for c in rng.choice(allowed, size=min(int(rng.integers(2, 5)), len(allowed)), replace=False)]
     kinds = [str(s) for s in rng.choice(shapes, size=min(int(rng.integers(2, 5)), len(shapes)), replace=False)]
@@ -130,9 +157,10 @@ def _place_objects(rng, cfg: SceneConfig, allowed: list[str]) -> list[_Placed]:
         size_i = int(rng.choice(len(weights), p=weights / weights.sum()))
         lo, hi = cfg.size_radii[size_i]
         radius = float(rng.uniform(lo, hi) * min(cfg.width, cfg.height))
-        rgb = jitter(rng, COLOURS[colour], cfg.colour_jitter)
+        rgb = _colour_value(rng, cfg, colour, tones)
+        stroke = _stroke(rng, cfg, shape, radius)
         for _ in range(cfg.placement_tries):
-            new = _try_object(rng, cfg, placed, shape, colour, rgb, SIZE_CLASSES[size_i], radius)
+            new = _try_object(rng, cfg, placed, shape, colour, rgb, SIZE_CLASSES[size_i], radius, stroke)
             if new is not None:
                 for other in placed:
                     hidden = other.visible[new.win] & new.solid[new.win]
@@ -145,7 +173,7 @@ def _place_objects(rng, cfg: SceneConfig, allowed: list[str]) -> list[_Placed]:
     return placed
 
 
-def _place_text(rng, cfg: SceneConfig, placed: list[_Placed], allowed: list[str]) -> SceneText | None:
+def _place_text(rng, cfg: SceneConfig, placed: list[_Placed], allowed: list[str], tones: list) -> SceneText | None:
     w, h = cfg.width, cfg.height
     fonts = cfg.fonts or available_fonts()
     text = random_text(rng)
@@ -153,10 +181,13 @@ def _place_text(rng, cfg: SceneConfig, placed: list[_Placed], allowed: list[str]
     size = int(round(rng.uniform(*cfg.font_size_range) * min(w, h)))
     angle = float(rng.uniform(-cfg.max_text_angle, cfg.max_text_angle)) if rng.random() < 0.6 else 0.0
     colour = str(rng.choice(allowed))
-    rgb = jitter(rng, COLOURS[colour], cfg.colour_jitter)
+    rgb = _colour_value(rng, cfg, colour, tones, cfg.min_text_lightness)
     blocked = np.zeros((h, w), bool)
+    ys, xs = np.mgrid[0:h, 0:w]
     for p in placed:
         blocked |= p.touched
+        if p.stroke:  # nor over an outline's centre, which is its point
+            blocked |= (xs + 0.5 - p.cx) ** 2 + (ys + 0.5 - p.cy) ** 2 <= max(2.0, 0.3 * p.radius) ** 2
     grown = _dilate(blocked, 2)  # keep a 2-pixel gap between text and shapes
     while size >= 8:
         alpha = text_alpha(text, font, size, angle)
@@ -184,16 +215,18 @@ def sample_scene(seed: int, index: int, config: SceneConfig | None = None) -> Sc
     cfg = config or SceneConfig()
     rng = scene_rng(seed, index)
     background = _background(rng, cfg)
-    allowed = contrasting(list(background.tones), cfg.min_contrast) or ["red", "blue", "yellow"]
-    placed = _place_objects(rng, cfg, allowed)
-    readable = contrasting(list(background.tones), cfg.min_contrast, cfg.min_text_lightness) or allowed
-    text = _place_text(rng, cfg, placed, readable) if rng.random() < cfg.text_probability else None
+    tones = list(background.tones)
+    allowed = contrasting(tones, cfg.min_contrast) or ["red", "blue", "yellow"]
+    placed = _place_objects(rng, cfg, allowed, tones)
+    readable = contrasting(tones, cfg.min_contrast, cfg.min_text_lightness) or allowed
+    text = _place_text(rng, cfg, placed, readable, tones) if rng.random() < cfg.text_probability else None
     objects = tuple(
         SceneObject(
             shape=p.shape, colour=p.colour, rgb=p.rgb, size=p.size, centre=(p.cx, p.cy), radius=p.radius,
             rotation=p.rotation, box=_box(p.visible), occlusion=1.0 - p.visible_count / p.area,
-            occluded_by=tuple(p.occluded_by),
+            occluded_by=tuple(p.occluded_by), stroke=p.stroke,
         )
         for p in placed
     )
-    return Scene(seed, index, cfg.width, cfg.height, background, objects, (text,) if text else ())
+    effects = sample_effects(rng, cfg)
+    return Scene(seed, index, cfg.width, cfg.height, background, objects, (text,) if text else (), effects)

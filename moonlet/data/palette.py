@@ -19,6 +19,22 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "white": (250, 250, 250),
     "gray": (130, 130, 130),
 }
+# Other common values of each colour (CSS, paint programs, plotting libraries), each nearest its own
+# name in Lab: what pictures drawn by other code tend to use. Flat colours pick from these and COLOURS.
+STANDARD_RGB: dict[str, tuple[tuple[int, int, int], ...]] = {
+    "red": ((255, 0, 0), (200, 0, 0), (237, 28, 36)),
+    "green": ((0, 128, 0), (0, 200, 0), (0, 255, 0), (34, 177, 76)),
+    "blue": ((0, 0, 255), (0, 0, 200), (0, 112, 192), (63, 72, 204)),
+    "yellow": ((255, 255, 0), (255, 204, 0)),
+    "orange": ((255, 165, 0), (255, 128, 0), (255, 140, 0)),
+    "purple": ((128, 0, 128), (160, 32, 240), (112, 48, 160)),
+    "pink": ((255, 105, 180), (255, 174, 201)),
+    "brown": ((139, 69, 19), (150, 75, 0)),
+    "black": ((0, 0, 0),),
+    "white": ((255, 255, 255),),
+    "gray": ((128, 128, 128), (160, 160, 160), (100, 100, 100)),
+}
+PURE_BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0)}  # by tone: light, dark
 
 
 def to_lab(rgb) -> np.ndarray:
@@ -76,3 +92,17 @@ def jitter(rng: np.random.Generator, rgb: tuple[int, int, int], amount: int) -> 
         return tuple(rgb)
     shift = int(rng.integers(-amount, amount + 1)) + rng.integers(-(amount // 3), amount // 3 + 1, size=3)
     return tuple(int(v) for v in np.clip(np.asarray(rgb) + shift, 0, 255))
+
+
+def flat_colour(rng: np.random.Generator, name: str, tones: list[tuple[int, int, int]], min_delta: float,
+                min_lightness: float = 0.0) -> tuple[int, int, int]:
+    """One of the standard values of colour ``name`` (``COLOURS`` or ``STANDARD_RGB``), exact, among
+    those at least ``min_delta`` (delta E) and ``min_lightness`` (L*) from every background tone."""
+    options = [COLOURS[name], *STANDARD_RGB[name]]
+    tone_lab = to_lab(tones)
+    labs = to_lab(options)
+    dist = np.linalg.norm(labs[:, None, :] - tone_lab[None, :, :], axis=-1)
+    light = np.abs(labs[:, None, 0] - tone_lab[None, :, 0])
+    ok = [o for o, good in zip(options, ((dist >= min_delta) & (light >= min_lightness)).all(axis=1)) if good]
+    ok = ok or [COLOURS[name]]
+    return tuple(ok[int(rng.integers(len(ok)))])

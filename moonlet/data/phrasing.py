@@ -1,7 +1,9 @@
 """Wording: question templates per type, lead-ins, noun phrases, numbers and lists.
 
 Templates are picked at random and combined with optional lead-ins and synonyms (colour/color,
-shape/object/figure ...), so no single surface form dominates a question type.
+shape/object/figure ...), so no single surface form dominates a question type. Every type has the
+plainest forms too ("How many X are there?", "Is there a X in the image?", "What color/colour is
+the X?"), and a share of questions is typed casually (lower-case start, no question mark).
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "Count how many {p} there are.", "Give the number of {p}.", "How many {p} are shown?",
         "How many {p} are visible?", "Can you count the {p}?", "Tell me how many {p} there are.",
         "How many {p} are in this picture?", "What's the count of {p}?",
+        "How many {p} are there in the image?", "How many {p} are in the picture?", "How many {p} can be seen?",
+        "What is the total number of {p}?", "How many {p} do you count?", "Count all the {p}.",
+        "How many {p} does the picture have?", "Number of {p}?", "How many {p} are drawn?",
     ),
     "color": (
         "What {c} is the {r}?", "What is the {c} of the {r}?", "Which {c} is the {r}?",
@@ -41,6 +46,9 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "Name the {c} of the {r}.", "In what {c} is the {r} drawn?", "Can you say what {c} the {r} is?",
         "Identify the {c} of the {r}.", "What's the {c} of the {r}?", "Which {c} has the {r} got?",
         "What {c} is used for the {r}?", "How would you describe the {c} of the {r}?",
+        "What {c} is the {r} in the image?", "What {c} is the {r} in the picture?", "What {c} is this {r}?",
+        "Which {c} is the {r} drawn in?", "What is the {r}'s {c}?", "Say the {c} of the {r}.",
+        "What {c} does the {r} appear to be?",
     ),
     "shape": (
         "What shape is the {r}?", "What is the shape of the {r}?", "Which shape is the {r}?",
@@ -48,18 +56,24 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "Tell me what shape the {r} is.", "What shape does the {r} have?", "Identify the shape of the {r}.",
         "What form does the {r} take?", "What is the {r}?", "Which kind of figure is the {r}?",
         "What geometric shape is the {r}?", "Can you name the shape of the {r}?",
+        "What shape is the {r} in the image?", "What type of shape is the {r}?", "What shape has the {r} got?",
+        "Which shape does the {r} have?", "What is the shape of the {r} in the picture?",
     ),
     "exists": (
         "Is there {s}?", "Is there {s} in the image?", "Can you see {s}?", "Does the image contain {s}?",
         "Do you see {s}?", "Is {s} present?", "Does the picture show {s}?", "Are there any {p}?",
         "Is {s} visible?", "Can {s} be found in the picture?", "Is there at least one {p1}?",
         "Does this picture include {s}?", "Are any {p} shown?", "Is there {s} anywhere in the picture?",
+        "Is there {s} in the picture?", "Is there {s} here?", "Do you see {s} in the image?",
+        "Does the image have {s}?", "Can you find {s}?", "Is there {s} in this image?",
+        "Does the image show {s}?", "Can you spot {s}?", "Is there {s} drawn here?",
     ),
     "exists_text": (
         "Is there any text?", "Is there any writing in the image?", "Does the image contain text?",
         "Can you see any words or numbers?", "Is anything written in the picture?", "Is there text here?",
         "Does the picture have any writing on it?", "Are there any letters or digits?",
         "Is some text visible?", "Has anything been written in the image?",
+        "Is there any text in the image?", "Does the picture contain any text?", "Is there writing here?",
     ),
     "position": (
         "Is the {a} {rel} the {b}?", "Is the {a} located {rel} the {b}?", "Does the {a} appear {rel} the {b}?",
@@ -67,20 +81,23 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "Is it true that the {a} is {rel} the {b}?", "Does the {a} sit {rel} the {b}?",
         "Can the {a} be seen {rel} the {b}?", "Is the {a} placed {rel} the {b}?",
         "Is the {a} drawn {rel} the {b}?", "True or false: the {a} is {rel} the {b}?",
-        "Does the {a} lie {rel} the {b}?",
+        "Does the {a} lie {rel} the {b}?", "Is the {a} {rel} the {b} in the image?",
+        "Is the {a} found {rel} the {b}?", "Is the {a} shown {rel} the {b}?",
     ),
     "relative_object": (
         "What is {rel} the {b}?", "Which {t} is {rel} the {b}?", "What can be seen {rel} the {b}?",
         "Which {t} lies {rel} the {b}?", "What do you see {rel} the {b}?", "Name the {t} {rel} the {b}.",
         "What is located {rel} the {b}?", "Which {t} can be found {rel} the {b}?",
         "What {t} is {rel} the {b}?", "Tell me what is {rel} the {b}.", "What sits {rel} the {b}?",
+        "What is there {rel} the {b}?", "Which {t} is placed {rel} the {b}?", "What appears {rel} the {b}?",
     ),
     "where": (
         "Where is the {r}?", "Where is the {r} located?", "In which part of the image is the {r}?",
         "Where can the {r} be found?", "Which region of the picture contains the {r}?",
         "Where in the image is the {r}?", "Whereabouts is the {r}?", "In what part of the picture is the {r}?",
         "Where does the {r} appear?", "Tell me where the {r} is.", "Where has the {r} been placed?",
-        "Which part of the image holds the {r}?",
+        "Which part of the image holds the {r}?", "Where is the {r} in the image?",
+        "Where is the {r} in the picture?", "Where can I find the {r}?", "Which area of the image is the {r} in?",
     ),
     "read": (
         "What does the text say?", "What is written in the image?", "Read the text in the image.",
@@ -88,13 +105,16 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "Can you read the text?", "Read out the writing.", "What is printed in the image?",
         "Transcribe the text.", "What does the writing say?", "What words or numbers are written here?",
         "What does the {k} text say?", "What is written in {k}?", "Read the {k} writing.",
+        "What does the text in the image say?", "What is written here?", "What word or number is shown?",
+        "Read what is written.", "What text is in the image?",
     ),
     "count_relative": (
         "How many {p} are {rel} the {b}?", "Count the {p} {rel} the {b}.", "How many {p} can you see {rel} the {b}?",
         "What is the number of {p} {rel} the {b}?", "How many {p} lie {rel} the {b}?",
         "How many {p} are located {rel} the {b}?", "Tell me how many {p} are {rel} the {b}.",
         "How many {p} are there {rel} the {b}?", "How many {p} appear {rel} the {b}?",
-        "Count how many {p} are {rel} the {b}.",
+        "Count how many {p} are {rel} the {b}.", "How many {p} can be seen {rel} the {b}?",
+        "How many {p} sit {rel} the {b}?",
     ),
 }
 
@@ -102,9 +122,10 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
 class Phraser:
     """Random wording choices, all drawn from one generator."""
 
-    def __init__(self, rng: np.random.Generator, lead_share: float = 0.55):
+    def __init__(self, rng: np.random.Generator, lead_share: float = 0.55, casual_share: float = 0.0):
         self.rng = rng
         self.lead_share = lead_share
+        self.casual_share = casual_share
 
     def pick(self, options):
         return options[int(self.rng.integers(len(options)))]
@@ -137,7 +158,14 @@ class Phraser:
         if self.chance(self.lead_share):
             lead = self.pick(LEADS)
             text = lead + (text[0].lower() + text[1:] if lead.endswith(", ") else text)
+        if self.casual_share and self.chance(self.casual_share):
+            text = casual(text)
         return text
+
+
+def casual(text: str) -> str:
+    """``text`` as typed in a hurry: a lower-case first letter and no final punctuation."""
+    return (text[:1].lower() + text[1:]).rstrip("?.")
 
 
 def article(phrase: str) -> str:

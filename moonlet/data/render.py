@@ -1,4 +1,5 @@
-"""Pixels of a scene: background, then objects in order, then text, alpha-blended."""
+"""Pixels of a scene: background, then objects in order, then text, alpha-blended; then the scene's
+photo-like degradations (blur, noise, JPEG)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from .config import SceneConfig
+from .effects import apply_effects
 from .fonts import text_alpha
 from .scene import Background, Scene
 from .shapes import Coverage, coverage, outline
@@ -49,17 +51,22 @@ def _blend(img: np.ndarray, cov: Coverage, rgb) -> None:
     img[y0:y1, x0:x1] = region * (1.0 - a) + np.asarray(rgb, np.float32) * a
 
 
-def render(scene: Scene, config: SceneConfig | None = None) -> Image.Image:
-    """The RGB image of ``scene`` (a pure function of the scene and the supersampling)."""
+def draw(scene: Scene, config: SceneConfig | None = None) -> Image.Image:
+    """The clean RGB image of ``scene``, before degradations (what boxes and centres describe)."""
     cfg = config or SceneConfig()
     img = background_pixels(scene.background, scene.width, scene.height)
     for obj in scene.objects:
         pts = outline(obj.shape, obj.centre[0], obj.centre[1], obj.radius, obj.rotation)
-        _blend(img, coverage(pts, cfg.supersample), obj.rgb)
+        _blend(img, coverage(pts, cfg.supersample, obj.stroke), obj.rgb)
     for text in scene.texts:
         alpha = text_alpha(text.text, text.font, text.size, text.angle)
         _blend(img, Coverage(text.box[0], text.box[1], alpha), text.rgb)
     return Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8), "RGB")
+
+
+def render(scene: Scene, config: SceneConfig | None = None) -> Image.Image:
+    """The RGB image of ``scene`` (a pure function of the scene and the supersampling)."""
+    return apply_effects(draw(scene, config), scene.effects)
 
 
 def png_bytes(image: Image.Image) -> bytes:

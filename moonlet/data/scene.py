@@ -17,6 +17,7 @@ class Background:
     period: float  # stripe period in pixels
     noise: float  # noise standard deviation (0..255 scale)
     noise_seed: int
+    colour: str | None = None  # "white" or "black" for a pure background, else None
 
     @property
     def tone(self) -> str:
@@ -24,21 +25,39 @@ class Background:
 
 
 @dataclass(frozen=True)
+class Effects:
+    """Photo-like degradations of the finished picture, applied in this order (0: not applied)."""
+
+    blur: float = 0.0  # Gaussian blur radius in pixels
+    noise: float = 0.0  # Gaussian sensor noise standard deviation (0..255 scale)
+    noise_seed: int = 0
+    jpeg: int = 0  # JPEG quality of one encode and decode
+
+    def to_dict(self) -> dict:
+        return {"blur": round(self.blur, 3), "noise": round(self.noise, 3), "jpeg": self.jpeg}
+
+
+@dataclass(frozen=True)
 class SceneObject:
     shape: str
     colour: str
-    rgb: RGB  # the exact fill, after jitter
-    size: str  # small | medium | large
-    centre: tuple[float, float]  # pixels; always inside the shape and never covered
+    rgb: RGB  # the exact fill or stroke colour, after any jitter
+    size: str  # tiny | small | medium | large | huge
+    centre: tuple[float, float]  # pixels; inside the shape (the hole, for an outline) and never covered
     radius: float
     rotation: float
     box: Box  # tight box of the visible pixels
     occlusion: float  # share of the shape's pixels covered by later layers
     occluded_by: tuple[int, ...]  # indices of the objects drawn over it
+    stroke: float = 0.0  # outline width in pixels; 0: filled
 
     @property
     def name(self) -> str:
         return f"{self.colour} {self.shape}"
+
+    @property
+    def style(self) -> str:
+        return "outline" if self.stroke else "filled"
 
 
 @dataclass(frozen=True)
@@ -61,6 +80,7 @@ class Scene:
     background: Background
     objects: tuple[SceneObject, ...]
     texts: tuple[SceneText, ...]
+    effects: Effects = Effects()
 
     def norm_box(self, box: Box) -> list[float]:
         w, h = self.width, self.height
@@ -77,10 +97,11 @@ class Scene:
             "scene": self.index,
             "width": self.width,
             "height": self.height,
-            "background": {"kind": bg.kind, "tone": bg.tone, "tones": [list(t) for t in bg.tones]},
+            "background": {"kind": bg.kind, "tone": bg.tone, "tones": [list(t) for t in bg.tones], "colour": bg.colour},
             "objects": [
                 {
-                    "shape": o.shape, "colour": o.colour, "size": o.size, "rgb": list(o.rgb),
+                    "shape": o.shape, "colour": o.colour, "size": o.size, "rgb": list(o.rgb), "style": o.style,
+                    "stroke": round(o.stroke, 2),
                     "box": list(o.box), "box_norm": self.norm_box(o.box),
                     "centre": [round(o.centre[0], 2), round(o.centre[1], 2)], "point_norm": self.norm_point(o),
                     "radius": round(o.radius, 2), "rotation": round(o.rotation, 2),
@@ -95,4 +116,5 @@ class Scene:
                 }
                 for t in self.texts
             ],
+            "effects": self.effects.to_dict(),
         }

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageChops, ImageDraw
 
 # Largest rotation (degrees, either way) per shape; squares stay square-looking, stars and
 # hexagons are symmetric so any turn is fine.
@@ -43,6 +43,19 @@ UNIT = {
 }
 
 
+def _inradius(points: np.ndarray) -> float:
+    """Distance from the origin (the reference point) to the nearest edge of a closed polygon."""
+    a, b = points, np.roll(points, -1, axis=0)
+    ab = b - a
+    t = np.clip(-(a * ab).sum(1) / (ab * ab).sum(1), 0.0, 1.0)
+    return float(np.linalg.norm(a + t[:, None] * ab, axis=1).min())
+
+
+# Radius of the largest circle around the reference point inside each unit shape (outline widths are
+# kept well below it, so an outline's hole shows).
+INRADIUS = {name: _inradius(points) for name, points in UNIT.items()}
+
+
 @dataclass(frozen=True)
 class Coverage:
     """Coverage 0..255 of a shape over the patch whose top-left pixel is (x0, y0)."""
@@ -69,14 +82,29 @@ def outline(shape: str, cx: float, cy: float, radius: float, rotation: float) ->
     return UNIT[shape] @ rot.T * radius + np.array([cx, cy])
 
 
-def coverage(points: np.ndarray, supersample: int) -> Coverage:
-    """Rasterise a polygon ``supersample`` times larger and box-filter it down."""
+def coverage(points: np.ndarray, supersample: int, stroke: float = 0.0) -> Coverage:
+    """Rasterise a polygon ``supersample`` times larger and box-filter it down; with ``stroke`` > 0
+    only the band within ``stroke`` pixels inside its edge is drawn (an outline, joins rounded)."""
     x0, y0 = int(math.floor(points[:, 0].min())) - 1, int(math.floor(points[:, 1].min())) - 1
     x1, y1 = int(math.ceil(points[:, 0].max())) + 1, int(math.ceil(points[:, 1].max())) + 1
     w, h, s = x1 - x0, y1 - y0, supersample
     canvas = Image.new("L", (w * s, h * s), 0)
     scaled = [((x - x0) * s, (y - y0) * s) for x, y in points.tolist()]
     ImageDraw.Draw(canvas).polygon(scaled, fill=255)
+    if stroke > 0:
+        canvas = ImageChops.darker(canvas, _band(scaled, canvas.size, stroke * s))
     if s > 1:
         canvas = canvas.resize((w, h), Image.Resampling.BOX)
     return Coverage(x0, y0, np.asarray(canvas, dtype=np.uint8))
+
+
+def _band(points: list[tuple[float, float]], size: tuple[int, int], half: float) -> Image.Image:
+    """Everything within ``half`` pixels of the closed polyline ``points``: wide edges, round joins."""
+    band = Image.new("L", size, 0)
+    draw = ImageDraw.Draw(band)
+    width = max(1, int(round(2 * half)))
+    for a, b in zip(points, points[1:] + points[:1]):
+        draw.line([a, b], fill=255, width=width)
+    for x, y in points:
+        draw.ellipse([x - half, y - half, x + half, y + half], fill=255)
+    return band
