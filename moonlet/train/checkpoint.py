@@ -17,9 +17,17 @@ LATEST = "latest"
 
 
 def save_training_state(
-    directory: Path, params: Mapping[str, torch.nn.Parameter], optimizer: torch.optim.Optimizer, step: int, extra: dict
+    directory: Path,
+    params: Mapping[str, torch.nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    extra: dict,
+    moments_dtype: torch.dtype | None = None,
+    pointer: bool = True,
 ) -> Path:
-    """``params``: every parameter of the run by name (the model's, and any training-only head's)."""
+    """``params``: every parameter of the run by name (the model's, and any training-only head's).
+    ``moments_dtype``: store the optimizer's moments in this dtype (e.g. bfloat16 for a compact
+    copy kept in a repository; weights stay float32). ``pointer``: make this the run's latest."""
     directory.mkdir(parents=True, exist_ok=True)
     names = {id(p): n for n, p in params.items()}
     trainable = {n: p.detach().contiguous().cpu() for n, p in params.items() if p.requires_grad}
@@ -30,11 +38,19 @@ def save_training_state(
         groups.append({k: v for k, v in group.items() if k != "params"} | {"params": [names[id(p)] for p in group["params"]]})
         for p in group["params"]:
             for key, value in optimizer.state.get(p, {}).items():
-                tensors[f"{names[id(p)]}::{key}"] = torch.as_tensor(value).detach().contiguous().cpu()
+                value = torch.as_tensor(value).detach()
+                if moments_dtype is not None and key != "step" and value.is_floating_point():
+                    value = value.to(moments_dtype)
+                tensors[f"{names[id(p)]}::{key}"] = value.contiguous().cpu()
     save_file(tensors, str(directory / "optimizer.safetensors"))
     (directory / "trainer_state.json").write_text(json.dumps({"step": step, "param_groups": groups, **extra}, indent=1))
-    (directory.parent / LATEST).write_text(directory.name)
+    if pointer:
+        (directory.parent / LATEST).write_text(directory.name)
     return directory
+
+
+def has_training_state(directory: Path) -> bool:
+    return (directory / "trainer_state.json").is_file()
 
 
 def latest_checkpoint(out: Path) -> Path | None:
@@ -66,6 +82,8 @@ def load_training_state(directory: Path, params: Mapping[str, torch.nn.Parameter
     per_param: dict[int, dict] = {}
     for key, tensor in tensors.items():
         name, field = key.split("::")
-        per_param.setdefault(index[name], {})[field] = tensor.to(params[name].device)
+        # moments stored in a smaller dtype come back in the parameter's (step counts stay as they are)
+        dtype = params[name].dtype if field != "step" and tensor.is_floating_point() else tensor.dtype
+        per_param.setdefault(index[name], {})[field] = tensor.to(params[name].device, dtype)
     optimizer.load_state_dict({"state": per_param, "param_groups": groups})
     return state

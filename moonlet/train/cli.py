@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -74,8 +75,6 @@ def _new_model(args, device: torch.device):
 
 
 def run_train(args) -> int:
-    import os
-
     import moonlet
 
     from .trainer import Trainer
@@ -85,14 +84,19 @@ def run_train(args) -> int:
     device = torch.device(args.device or default)
     config = _train_config(args)
     resuming = args.resume and (Path(args.out) / "latest").is_file()
+    state = Path(config.state_dir) if config.state_dir else None
     if args.init:
         loaded = moonlet.load(args.init, revision=args.revision, device=device, dtype="float32")
         model, tokenizer = loaded.model, loaded.tokenizer
     elif resuming and (Path(args.out) / "init").is_dir():
         loaded = moonlet.load(Path(args.out) / "init", device=device, dtype="float32")  # same architecture and tokenizer
         model, tokenizer = loaded.model, loaded.tokenizer
+    elif args.resume and state is not None and (state / "config.json").is_file():
+        model, tokenizer = _model_of_state(state, device)  # its weights come from the state when fit() resumes
     else:
         model, tokenizer = _new_model(args, device)
+        if state is not None and int(os.environ.get("RANK", 0)) == 0:
+            _describe_state(state, model, tokenizer)
     trainer = Trainer(model, tokenizer, config)
     if args.profile and trainer.is_main and not (Path(args.out) / "init").is_dir():
         from ..checkpoints.save import save_pretrained
@@ -100,11 +104,42 @@ def run_train(args) -> int:
 
         save_pretrained(ModelWithTokenizer(model, tokenizer), Path(args.out) / "init")
     trainer.fit(resume=args.resume)
+    if trainer.stopped_early:
+        if trainer.is_main:
+            print(f"stopped after {config.stop_after_min:g} minutes at step {trainer.step} of {config.steps}; "
+                  "run the same command again to continue", flush=True)
+        return STOPPED_EARLY
     trainer.save()
     exported = trainer.export(dtype=_dtype(args.export_dtype))
     if exported is not None:
         print(f"model written to {exported}")
     return 0
+
+
+STOPPED_EARLY = 3  # exit status of a run stopped by --stop-after-min (resumable, not finished)
+
+
+def _describe_state(state: Path, model, tokenizer) -> None:
+    """Write the architecture and tokenizer beside a state directory's weights, so a fresh machine
+    can rebuild the model before resuming."""
+    import json
+
+    from ..checkpoints.config_json import config_to_dict
+
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "config.json").write_text(json.dumps({"model_type": "moondream1", "config": config_to_dict(model.config)}, indent=1))
+    tokenizer.backend.save(str(state / "tokenizer.json"))
+
+
+def _model_of_state(state: Path, device: torch.device):
+    import json
+
+    from ..checkpoints.config_json import config_from_json
+    from ..modeling.init import build_random
+    from ..tokenizer import Tokenizer
+
+    config = config_from_json(json.loads((state / "config.json").read_text()))
+    return build_random(config, device=device), Tokenizer.from_file(state / "tokenizer.json")
 
 
 def _dtype(name: str) -> torch.dtype:

@@ -21,7 +21,7 @@ from ..modeling.model import MoondreamModel
 from ..progress import progress_bar
 from ..prompts import PromptBuilder
 from .batch import pack
-from .checkpoint import latest_checkpoint, load_training_state, save_training_state
+from .checkpoint import has_training_state, latest_checkpoint, load_training_state, save_training_state
 from .dense import DenseHead, batch_targets, read_truth
 from .dev_eval import BAR_KEYS, dev_samples, evaluate_dev
 from .data import BatchOrder, ImageGroup, load_groups
@@ -62,6 +62,10 @@ class TrainConfig:
     eval_every: int = 200
     eval_images: int = 32
     dense_weight: float = 0.0  # weight of the dense auxiliary loss on the vision tokens (moonlet.train.dense); 0: off
+    # A compact copy of the resumable state (float32 weights, bfloat16 moments), overwritten at every
+    # save and resumed from when the run directory has none: training across machines and sessions.
+    state_dir: str | None = None
+    stop_after_min: float = 0.0  # save and stop after this many minutes of training (0: no limit)
     dev_data: str | None = None  # a generated dev set (its own seed): scored by greedy decoding every eval_every steps
     dev_scenes: int = 100
     save_every: int = 500
@@ -188,6 +192,7 @@ class Trainer:
         self.order = BatchOrder(len(self.groups), config.batch_size * config.grad_accum, config.seed)
         self.out = Path(config.out)
         self.step = 0
+        self.stopped_early = False  # fit() stopped by stop_after_min before the last step
         self.autocast = (
             torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" and torch.cuda.is_bf16_supported() else nullcontext()
         )
@@ -232,7 +237,10 @@ class Trainer:
     # --- loop -----------------------------------------------------------------------------
 
     def resume(self) -> bool:
+        """Continue from the run directory's latest checkpoint, else from ``state_dir``'s state."""
         checkpoint = latest_checkpoint(self.out)
+        if checkpoint is None and self.config.state_dir and has_training_state(Path(self.config.state_dir)):
+            checkpoint = Path(self.config.state_dir)
         if checkpoint is None:
             return False
         state = load_training_state(checkpoint, self.parameters_by_name, self.optimizer)
@@ -297,6 +305,9 @@ class Trainer:
         if not self.is_main:
             return None
         extra = {"config": asdict(self.config)}
+        if self.config.state_dir:
+            save_training_state(Path(self.config.state_dir), self.parameters_by_name, self.optimizer, self.step, extra,
+                                moments_dtype=torch.bfloat16, pointer=False)
         return save_training_state(
             self.out / f"checkpoint-{self.step:07d}", self.parameters_by_name, self.optimizer, self.step, extra
         )
@@ -322,7 +333,12 @@ class Trainer:
         progress = progress_bar(self.config.steps, self.step, "train", shown, unit="step")
         started = time.time()
         shown_dev: dict[str, str] = {}
+        self.stopped_early = False
         while self.step < self.config.steps:
+            if self.config.stop_after_min and time.time() - started > 60 * self.config.stop_after_min:
+                self.stopped_early = True
+                self.save()
+                break
             metrics = self.train_step()
             metrics["step"] = self.step
             metrics["lr"] = self.optimizer.param_groups[0]["lr"]
