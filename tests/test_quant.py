@@ -170,13 +170,23 @@ def test_int4_golden_logits(golden_cases_dir):
         assert row["rel_max_err"] < INT4_LOGIT_BOUND, row
 
 
+# Greedy int8 answers against bfloat16 on the 24 questions of 3 held-out scenes (seed 4242), measured
+# with the shipped moonlet-nano: 23 of 24 agree (0.958; the one that differs is a shape question), and
+# both are right on the same share (0.458). The floor allows one more disagreement (1/24 each), the
+# gap one question each way, for CPUs whose bfloat16 kernels round differently.
+AGREEMENT_QUESTIONS = 24
+AGREEMENT_FLOOR = 22 / AGREEMENT_QUESTIONS
+EXACT_GAP = 1 / AGREEMENT_QUESTIONS
+
+
 def test_int8_answers_agree_with_bfloat16_on_embedded_model_questions(tmp_path):
     """The agreement measure behind docs/benchmarks.md, on a few generated scenes."""
     from moonlet.data.shards import generate_dataset
 
     generate_dataset(tmp_path / "scenes", 3, seed=4242, truth=False)
-    result = answer_agreement(None, tmp_path / "scenes", "int8", limit=24, batch_size=8, max_tokens=16)
-    assert result["questions"] == 24 and set(result["agreement_by_type"]) <= {
+    result = answer_agreement(None, tmp_path / "scenes", "int8", limit=AGREEMENT_QUESTIONS, batch_size=8,
+                              max_tokens=16)
+    assert result["questions"] == AGREEMENT_QUESTIONS and set(result["agreement_by_type"]) <= {
         "color", "count", "count_relative", "exists", "position", "read", "relative_object", "shape", "where"}
-    assert result["agreement"] >= 0.75
-    assert abs(result["reference_exact"] - result["quantised_exact"]) <= 0.25
+    assert result["agreement"] >= AGREEMENT_FLOOR - 1e-9, result["agreement"]
+    assert abs(result["reference_exact"] - result["quantised_exact"]) <= EXACT_GAP + 1e-9, result
