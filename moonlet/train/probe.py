@@ -47,6 +47,8 @@ VARIANTS: dict[str, dict] = {
                           "coord_channels": True},
     "conv-sincos-192": {**CONV, "crop_size": 192, "patch_norm": True, "position_table": "sincos"},
 }
+# Variants that also train the dense auxiliary head (moonlet.train.dense) with this weight.
+DENSE_VARIANTS = {"conv-sincos+dense": ("conv-sincos", 1.0), "baseline+dense": ("baseline", 1.0)}
 
 
 def scenes(data: Path) -> list[dict]:
@@ -131,21 +133,27 @@ def decoder_pointing(moondream: Moondream, test: list[dict]) -> dict:
 
 def run_variant(args: argparse.Namespace, variant: str) -> dict:
     torch.manual_seed(args.seed)
+    vision_variant, dense_weight = DENSE_VARIANTS.get(variant, (variant, 0.0))
     base = PROFILES["moonlet-nano"]
-    config = replace(base, vision=replace(base.vision, **VARIANTS[variant]))
+    config = replace(base, vision=replace(base.vision, **VARIANTS[vision_variant]))
     tokenizer = Tokenizer.from_file(EMBEDDED_DIR / EMBEDDED_MODEL / "tokenizer.json")
     model = build_random(config, seed=args.seed)
     train, test = scenes(Path(args.train)), scenes(Path(args.test))[: args.test_scenes]
-    result = {"variant": variant, "vision": {k: v for k, v in asdict(config.vision).items() if k in VARIANTS[variant]},
+    result = {"variant": variant, "dense_weight": dense_weight,
+              "vision": {k: v for k, v in asdict(config.vision).items() if k in VARIANTS[vision_variant]},
               "steps": args.steps, "batch_size": args.batch_size, "train_scenes": len(train),
               "test_scenes": len(test), "threads": torch.get_num_threads(),
               "cpu": torch.backends.cpu.get_cpu_capability()}
     with tempfile.TemporaryDirectory() as tmp:
         data = write_point_rows(train, Path(tmp))
+        if dense_weight:  # the head reads each image's ground truth beside the rows
+            (Path(tmp) / "truth").mkdir()
+            with (Path(tmp) / "truth" / "scenes.jsonl").open("w") as f:
+                f.writelines(json.dumps(scene) + "\n" for scene in train)
         trainer = Trainer(model, tokenizer, TrainConfig(
             data=str(data), out=str(Path(tmp) / "run"), steps=args.steps, batch_size=args.batch_size, lr=args.lr,
             warmup=min(100, args.steps // 10), eval_every=0, save_every=0, log_every=max(1, args.steps // 20),
-            region_weight=1.0, bin_sigma=args.bin_sigma, seed=args.seed, progress=False))
+            region_weight=1.0, bin_sigma=args.bin_sigma, seed=args.seed, progress=False, dense_weight=dense_weight))
         started = time.perf_counter()
         history = trainer.fit()
         result["train_s"] = round(time.perf_counter() - started, 1)
@@ -161,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m moonlet.train.probe", description=__doc__.split("\n\n")[0])
     parser.add_argument("--train", required=True, help="one-object scenes to train on (moonlet data generate --objects 1)")
     parser.add_argument("--test", required=True, help="fresh one-object scenes (another seed)")
-    parser.add_argument("--variant", action="append", choices=sorted(VARIANTS), required=True,
+    parser.add_argument("--variant", action="append", choices=sorted(VARIANTS) + sorted(DENSE_VARIANTS), required=True,
                         help="vision options to try (repeat for several)")
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--batch-size", type=int, default=16)
