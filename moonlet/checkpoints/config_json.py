@@ -228,6 +228,18 @@ def config_from_reference_dict(data: Mapping[str, Any], base: MoondreamConfig) -
 # --- config.json ----------------------------------------------------------------------------
 
 
+OWN_FORM_KEYS = ("profile", "generation")  # written by config_to_dict, never by a release
+
+
+def _base_for(section: Mapping[str, Any], profile: str | None) -> MoondreamConfig:
+    """What a config's missing fields are read as. A release's config names only what differs from
+    its profile. Ours (``config_to_dict``) lists every field it knew: a field it lacks is newer than
+    the file, so it takes the dataclass default, the behaviour from before the field existed."""
+    if profile is None and all(key in section for key in OWN_FORM_KEYS):
+        return MoondreamConfig()
+    return get_profile(profile or section.get("profile"))
+
+
 def config_from_json(data: Mapping[str, Any], profile: str | None = None) -> MoondreamConfig:
     """Read a checkpoint's config in any of the forms we know (see the module docstring)."""
     if "phi_config" in data or "text_config" in data:
@@ -236,12 +248,12 @@ def config_from_json(data: Mapping[str, Any], profile: str | None = None) -> Moo
         inner = data["config"] or {}
         if not isinstance(inner, Mapping):
             raise ConfigError("config.json: the 'config' key must hold an object")
-        base = get_profile(profile or inner.get("profile"))
+        base = _base_for(inner, profile)
         dtype = data.get("torch_dtype") or base.dtype
         config = config_from_reference_dict(inner, base)
         return config if "dtype" in inner else replace(config, dtype=dtype)
     if any(key in data for key in REFERENCE_SECTIONS):
-        return config_from_reference_dict(data, get_profile(profile or data.get("profile")))
+        return config_from_reference_dict(data, _base_for(data, profile))
     raise ConfigError(
         "config.json is in no known form: expected a 'config' section (Hugging Face release) "
         "or 'text'/'vision' sections (reference form)"
