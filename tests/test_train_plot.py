@@ -21,3 +21,18 @@ def test_stretches_merge_by_step_and_the_plot_is_written(tmp_path):
     assert main([str(first), str(second), "--out", str(out)]) == 0
     with Image.open(out) as image:
         assert image.format == "PNG" and image.width > 600
+
+
+def test_gate_reads_the_newest_dev_figures(tmp_path, capsys):
+    from moonlet.train.gate import main as gate
+
+    log = tmp_path / "metrics.jsonl"
+    assert gate([str(log), "dev_qa=0.5"]) == 2
+    rows = [{"step": 1, "images": 8, "loss": 2.0, "dev_qa": 0.9, "dev_point": 0.9},
+            {"step": 2, "images": 16, "loss": 1.9}, {"step": 3, "images": 24, "loss": 1.8, "dev_qa": 0.6, "dev_point": 0.7}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert gate([str(log), "dev_qa=0.5", "dev_point=0.65", "--stage", "see"]) == 0
+    assert "see at step 3 (24 images)" in capsys.readouterr().out
+    assert gate([str(log), "dev_qa=0.7"]) == 1
+    assert "NO-GO (dev_qa = 0.6 < 0.7)" in capsys.readouterr().out
+    assert gate([str(log), "dev_read=0.1"]) == 1  # a figure never measured is not a pass
