@@ -181,9 +181,11 @@ EXACT_GAP = 1 / AGREEMENT_QUESTIONS
 
 def test_int8_answers_agree_with_bfloat16_on_embedded_model_questions(tmp_path):
     """The agreement measure behind docs/benchmarks.md, on a few generated scenes."""
+    from moonlet.data.config import SceneConfig
     from moonlet.data.shards import generate_dataset
 
-    generate_dataset(tmp_path / "scenes", 3, seed=4242, truth=False)
+    # generator version 1's scenes: what the model was trained on, and fixed whatever the default becomes
+    generate_dataset(tmp_path / "scenes", 3, seed=4242, truth=False, scene_config=SceneConfig.version1())
     result = answer_agreement(None, tmp_path / "scenes", "int8", limit=AGREEMENT_QUESTIONS, batch_size=8,
                               max_tokens=16)
     assert result["questions"] == AGREEMENT_QUESTIONS and set(result["agreement_by_type"]) <= {
