@@ -16,8 +16,10 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -43,12 +45,28 @@ def tiny():
 
 @contextmanager
 def serving(model, **limits):
+    with serving_app(model, **limits) as (client, _):
+        yield client
+
+
+@contextmanager
+def serving_app(model, **limits):
+    """A client and the server's state (its batcher, to hold the worker)."""
     from moonlet.server.app import create_app
     from moonlet.server.testing import running_server
 
-    with running_server(create_app(model, name="tiny", **limits)) as base:
+    app = create_app(model, name="tiny", **limits)
+    with running_server(app) as base:
         with httpx.Client(base_url=base, timeout=60) as client:
-            yield client
+            yield client, app.state.moonlet
+
+
+def _wait_until(condition, what: str, timeout: float = 30.0) -> None:
+    """Poll ``condition`` (a liveness bound, generous: nothing here measures speed)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
 
 
 @pytest.fixture(scope="module")
@@ -241,33 +259,70 @@ def test_odd_unicode_in_object_names_is_handled(client, name):
 
 
 def test_requests_over_max_concurrent_get_429_with_retry_after(tiny):
-    with serving(tiny, max_concurrent=1) as client:
-        busy_body = {"question": "Tell me.", "stream": True, "settings": {"temperature": 0, "max_tokens": 600}}
-        with client.stream("POST", "/v1/query", json=busy_body) as busy:
-            assert busy.status_code == 200  # headers come once the job is decoding
+    """With the worker held, one request is in hand (queued): the next gets 429, deterministically."""
+    with serving_app(tiny, max_concurrent=1) as (client, state), ThreadPoolExecutor(1) as pool:
+        gate = threading.Event()
+        blocker = state.batcher.call(lambda m: gate.wait(30))  # the worker is busy until the gate opens
+        try:
+            _wait_until(lambda: state.batcher.depth == 0, "the worker did not take the blocker")
+            held = pool.submit(client.post, "/v1/query", json={"question": "First?", "settings": GREEDY})
+            _wait_until(lambda: state.batcher.depth == 1, "the first request was not queued")
             reply = client.post("/v1/query", json={"question": "Me too?", "settings": GREEDY})
             assert reply.status_code == 429 and reply.headers["Retry-After"] == "1"
             assert "in progress" in reply.json()["error"]
             assert client.get("/health").status_code == 200  # not a model route
-        deadline = time.monotonic() + 20
-        while (status := client.post("/v1/query", json={"question": "Now?", "settings": GREEDY}).status_code) == 429:
-            assert time.monotonic() < deadline, "the slot was not freed after the stream closed"
-            time.sleep(0.05)
-        assert status == 200
+        finally:
+            gate.set()
+        assert held.result(timeout=60).status_code == 200
+        blocker.result(timeout=10)
+        # the slot is given back once the first reply is sent (just after the client has it)
+        replies = []
+
+        def answered() -> bool:
+            replies.append(client.post("/v1/query", json={"question": "Now?", "settings": GREEDY}))
+            return replies[-1].status_code != 429
+
+        _wait_until(answered, "the slot was not freed after the reply")
+        assert replies[-1].status_code == 200
 
 
-def test_request_timeout_gives_504_and_frees_the_worker(tiny):
+def _counting_engine_steps(monkeypatch, model) -> tuple[list, threading.Event]:
+    """Engine steps of the next generations, and an event set when a generation ends."""
+    steps, ended = [], threading.Event()
+    original = model.engine.generate_stream
+
+    def counted(requests, *args, **kwargs):
+        try:
+            for step in original(requests, *args, **kwargs):
+                steps.append(len(requests))
+                yield step
+        finally:
+            ended.set()
+
+    monkeypatch.setattr(model.engine, "generate_stream", counted)
+    return steps, ended
+
+
+def test_request_timeout_gives_504_and_frees_the_worker(tiny, monkeypatch):
+    """A generation past --request-timeout is answered 504 (a stream: an error event) and stopped: it
+    ends before its 2000 tokens (the tiny model decodes all of them when left alone), and the next
+    request is decoded on its own."""
+    steps, ended = _counting_engine_steps(monkeypatch, tiny)
     with serving(tiny, request_timeout_s=0.5) as client:
-        started = time.perf_counter()
         reply = client.post("/v1/query", json={"question": "Go on.", "settings": LONG})
         assert reply.status_code == 504 and "--request-timeout" in reply.json()["error"]
-        assert time.perf_counter() - started < 3
-        with client.stream("POST", "/v1/query", json={"question": "Go on.", "stream": True, "settings": LONG}) as stream:
+        assert ended.wait(60) and 0 < len(steps) < LONG["max_tokens"] - 1, len(steps)
+        steps.clear()
+        ended.clear()
+        body = {"question": "Go on.", "stream": True, "settings": LONG}
+        with client.stream("POST", "/v1/query", json=body) as stream:
             events = [json.loads(line[6:]) for line in stream.iter_lines() if line.startswith("data: ")]
         assert events[-1]["completed"] and "longer than" in events[-1]["error"]
-        started = time.perf_counter()
-        assert client.post("/v1/query", json={"question": "Quick?", "settings": GREEDY}).status_code == 200
-        assert time.perf_counter() - started < 0.5, "the timed-out generations kept the worker busy"
+        assert ended.wait(60) and 0 < len(steps) < LONG["max_tokens"] - 1, len(steps)
+        steps.clear()
+        quick = client.post("/v1/query", json={"question": "Quick?", "settings": GREEDY})
+        assert quick.status_code == 200 and quick.json()["metrics"]["batch_size"] == 1
+        assert set(steps) == {1}  # its engine run had one row: the timed-out ones were gone
 
 
 def _free_port() -> int:
@@ -321,4 +376,7 @@ def test_load_test_script_reports_every_request(tmp_path, capsys):
     assert code == 0 and [r["clients"] for r in report] == [2, 4]
     for row in report:
         assert row["lost"] == 0 and row["server_answered"] == row["answered"] > 0
-    assert report[1]["statuses"].get("429", 0) > 0  # twice the capacity is refused in part, politely
+    # at twice the capacity some requests may be refused (whether any is depends on timing: the 429 itself
+    # is tested deterministically above); every refusal is a polite one
+    assert all(row["ok"] and row["refusals_without_retry_after"] == 0 for row in report)
+    assert set().union(*(row["statuses"] for row in report)) <= {"200", "429", "503"}
