@@ -91,15 +91,22 @@ def test_detect_fails_naming_the_revision(model):
         model.detect(path_of("astronaut.png"), "face")
 
 
-def test_query_and_caption_use_the_same_prompt_form(model):
-    settings = {"max_tokens": MAX_NEW}
-    answer = model.query(path_of("wide_scene.png"), "What is in this image?", settings=settings)["answer"]
-    case = next(c for c in EXPECTED["cases"] if c["image"] == "wide_scene.png")
-    assert answer == case["answers"][0]["answer"]
-    caption = model.caption(path_of("wide_scene.png"), settings={"max_tokens": 4})["caption"]
-    assert isinstance(caption, str)
+def byte_ids(text: str) -> list[int]:
+    """The golden byte tokenizer, from its README: id = 1000 + each UTF-8 byte."""
+    return [1000 + byte for byte in text.encode()]
 
 
+def prompt_after_image(question: str) -> list[int]:
+    """The README's prompt after the image: "</image>", two newlines, "Question: ", the question, two
+    newlines, "Answer:" (no chat history)."""
+    return byte_ids(f"</image>\n\nQuestion: {question}\n\nAnswer:")
+
+
+# The golden set records no caption and none of the article's six questions, so these strings are
+# moonlet's own greedy outputs (12 new tokens; the caption 4) on this checkpoint, recorded when every
+# recorded reference value above matched; their prompts are checked against the README's form.
+CAPTION_QUESTION = "Describe this image."  # what a "normal" caption asks at this revision
+WIDE_SCENE_CAPTION = "<41164><22056><42474>P"
 ARTICLE_EXAMPLES = [
     "Describe this image in detail.",
     "Write a short conversation between the two people in this picture.",
@@ -108,6 +115,34 @@ ARTICLE_EXAMPLES = [
     "Tell me about the history of this place.",
     "What does the text in the image say?",
 ]
+ARTICLE_ANSWERS = [  # on astronaut.png
+    "<28492><46071><16866>",
+    "<796><5050>j<48024><7382><1310><44281>qw<23301>:<41164>",
+    '<41164><33982>:<41164><1310><33221>W<41232><33982><10612>"<49751>',
+    "<28492><46071><16866><24111><22969><37406>/",
+    '<41164><33982><13881><43310>"<49751><17492><1310><3200><24224><14671><27469>',
+    "<28492><46071><16866><35804><46304><33982>U<35518>xS<23242><48718>",
+]
+
+
+def test_query_and_caption_use_the_same_prompt_form(model):
+    settings = {"max_tokens": MAX_NEW}
+    answer = model.query(path_of("wide_scene.png"), "What is in this image?", settings=settings)["answer"]
+    case = next(c for c in EXPECTED["cases"] if c["image"] == "wide_scene.png")
+    assert answer == case["answers"][0]["answer"]
+    prompts = model.prompts()
+    assert prompts.caption("normal") == prompts.query(CAPTION_QUESTION) == prompt_after_image(CAPTION_QUESTION)
+    caption = model.caption(path_of("wide_scene.png"), settings={"max_tokens": 4})["caption"]
+    asked = model.query(path_of("wide_scene.png"), CAPTION_QUESTION, settings={"max_tokens": 4})["answer"]
+    assert caption == asked == WIDE_SCENE_CAPTION
+
+
+def test_article_prompts_follow_the_readme(model):
+    prompts = model.prompts()
+    for question in ARTICLE_EXAMPLES:
+        assert prompts.query(question) == prompt_after_image(question), question
+    first = EXPECTED["cases"][0]["answers"][0]
+    assert prompt_after_image(first["question"]) == first["prompt"]["ids_after_image"]  # the rule, on a recorded case
 
 
 def test_article_code_runs_with_only_the_import_changed(tmp_path, monkeypatch):
@@ -145,7 +180,7 @@ def test_article_code_runs_with_only_the_import_changed(tmp_path, monkeypatch):
     image = Image.open(path_of("astronaut.png"))
     enc = model.encode_image(image)
     answers = [model.answer_question(enc, question, tokenizer, max_new_tokens=MAX_NEW) for question in ARTICLE_EXAMPLES]
-    assert all(isinstance(a, str) for a in answers)
+    assert answers == ARTICLE_ANSWERS
     # two questions on one encoded image give what fresh encodes give
     first = EXPECTED["cases"][0]["answers"][0]
     assert model.answer_question(enc, first["question"], tokenizer, max_new_tokens=MAX_NEW) == first["answer"]
