@@ -282,6 +282,13 @@ class Trainer:
         self.step += 1
         return totals
 
+    def _out_of_time(self, started: float) -> bool:
+        """Whether the time limit has passed, agreed by every rank (rank 0's clock decides)."""
+        late = torch.tensor([float(time.time() - started > 60 * self.config.stop_after_min)], device=self.device)
+        if self.world > 1:
+            torch.distributed.broadcast(late, src=0)
+        return bool(late.item())
+
     def _set_lr(self) -> None:
         factor = learning_rate_factor(self.step, self.config)
         for group in self.optimizer.param_groups:
@@ -335,7 +342,7 @@ class Trainer:
         shown_dev: dict[str, str] = {}
         self.stopped_early = False
         while self.step < self.config.steps:
-            if self.config.stop_after_min and time.time() - started > 60 * self.config.stop_after_min:
+            if self.config.stop_after_min and self._out_of_time(started):
                 self.stopped_early = True
                 self.save()
                 break
