@@ -7,9 +7,9 @@ import os
 import torch
 
 from .api import Moondream
+from .checkpoints.loading import load_model
 from .config import MoondreamConfig
 from .generation.engine import EncodedImage
-from .checkpoints.loading import load_model
 
 __version__ = "0.1.0"
 __all__ = ["load", "Moondream", "MoondreamConfig", "EncodedImage", "__version__"]

@@ -3,23 +3,34 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 
-from .generation.engine import Engine, EncodedImage, TextRequest
-from .image import ImageInput, load_image, make_crops, to_rgb
-from .modeling.model import MoondreamModel
+from .generation.engine import EncodedImage, Engine, TextRequest
 from .generation.prefix_cache import PrefixCache, pixel_key
-from .prompts import PromptBuilder
 from .generation.sampling import SamplingSettings, SettingsError
 from .generation.streaming import TextStreamer
+from .image import ImageInput, load_image, make_crops, to_rgb
+from .modeling.model import MoondreamModel
+from .prompts import PromptBuilder
 from .tokenizer import Tokenizer
 
 DEFAULT_PREFIX_CACHE_BYTES = 2 * 1024**3
 # Hugging Face's clean_up_tokenization_spaces, as the 2024 release decoded with it.
-_CLEANUP_PAIRS = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
-                  (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
+_CLEANUP_PAIRS = (
+    (" .", "."),
+    (" ?", "?"),
+    (" !", "!"),
+    (" ,", ","),
+    (" ' ", "'"),
+    (" n't", "n't"),
+    (" 'm", "'m"),
+    (" 's", "'s"),
+    (" 've", "'ve"),
+    (" 're", "'re"),
+)
 
 
 def legacy_cleanup(text: str, stop_text: str = "<END>") -> str:

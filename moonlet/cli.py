@@ -32,7 +32,9 @@ EXAMPLES = """examples:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="moonlet", description="Run Moondream vision-language models.", epilog=EXAMPLES,
+        prog="moonlet",
+        description="Run Moondream vision-language models.",
+        epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,10 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="model, profile, parameters, device")
     add_model_arguments(p)
 
-    p = sub.add_parser("batch", help="caption, query, detect or point every image of a folder, glob or manifest (resumable)")
-    p.add_argument("source", help="a folder (searched recursively), a glob such as 'photos/*.jpg', or a JSONL/parquet "
-                   "manifest with an image path column and optional question/object columns; local or a URI (s3://…)")
-    p.add_argument("--out", required=True, help="JSONL file (with --ray: a folder of shards); a rerun skips the images already in it")
+    p = sub.add_parser(
+        "batch", help="caption, query, detect or point every image of a folder, glob or manifest (resumable)"
+    )
+    p.add_argument(
+        "source",
+        help="a folder (searched recursively), a glob such as 'photos/*.jpg', or a JSONL/parquet "
+        "manifest with an image path column and optional question/object columns; local or a URI (s3://…)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="JSONL file (with --ray: a folder of shards); a rerun skips the images already in it",
+    )
     task = p.add_mutually_exclusive_group()
     task.add_argument("--question", help="ask this question of every image (default: caption them)")
     task.add_argument("--detect", metavar="OBJECT", help="detect this object in every image")
@@ -153,9 +164,13 @@ def run(args: argparse.Namespace) -> int:
         return run_batch(model, args)
     image = _read_image(args.image)
     if args.command == "caption":
-        _print_text(model.caption(image, args.length, args.stream, sampling_settings(args)), "caption", args.stream, args.json)
+        _print_text(
+            model.caption(image, args.length, args.stream, sampling_settings(args)), "caption", args.stream, args.json
+        )
     elif args.command == "query":
-        _print_text(model.query(image, args.question, args.stream, sampling_settings(args)), "answer", args.stream, args.json)
+        _print_text(
+            model.query(image, args.question, args.stream, sampling_settings(args)), "answer", args.stream, args.json
+        )
     else:
         settings = {"max_objects": args.max_objects} if args.max_objects else None
         call = model.detect if args.command == "detect" else model.point
@@ -194,16 +209,24 @@ def draw_results(image, result: dict, out: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .config import ConfigError
-    from .image import ImageError
     from .checkpoints.loading import ModelNotFoundError
-    from .prompts import PromptError
-    from .generation.sampling import SettingsError
     from .checkpoints.weights import WeightsError
+    from .config import ConfigError
+    from .generation.sampling import SettingsError
+    from .image import ImageError
+    from .prompts import PromptError
 
     try:
         return run(args)
-    except (ImageError, ModelNotFoundError, ConfigError, WeightsError, PromptError, SettingsError, FileNotFoundError) as exc:
+    except (
+        ImageError,
+        ModelNotFoundError,
+        ConfigError,
+        WeightsError,
+        PromptError,
+        SettingsError,
+        FileNotFoundError,
+    ) as exc:
         print(f"moonlet: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -9,8 +9,8 @@ the same code (see ``moonlet.profiles``). ``config.json`` is read and written by
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 GELU_KINDS = ("tanh", "exact")
 CROP_SCHEMES = ("overlap", "single", "grid")
@@ -53,9 +53,7 @@ class TextConfig:
         if self.dim % self.n_heads:
             raise ConfigError(f"text.dim {self.dim} is not divisible by text.n_heads {self.n_heads}")
         if self.n_heads % self.n_kv_heads:
-            raise ConfigError(
-                f"text.n_heads {self.n_heads} is not a multiple of text.n_kv_heads {self.n_kv_heads}"
-            )
+            raise ConfigError(f"text.n_heads {self.n_heads} is not a multiple of text.n_kv_heads {self.n_kv_heads}")
         if self.rotary_dim % 2 or not 0 < self.rotary_dim <= self.head_dim:
             raise ConfigError(f"rotary dim {self.rotary_dim} must be even and within head dim {self.head_dim}")
         if self.gelu not in GELU_KINDS:
@@ -248,14 +246,12 @@ class MoondreamConfig:
         """BOS plus one embedding per image patch."""
         return 1 + self.vision.n_patches
 
-    def validate(self) -> "MoondreamConfig":
+    def validate(self) -> MoondreamConfig:
         self.text.validate()
         self.vision.validate()
         self.region.validate()
         if self.vision.proj_out_dim != self.text.dim:
-            raise ConfigError(
-                f"vision.proj_out_dim {self.vision.proj_out_dim} must equal text.dim {self.text.dim}"
-            )
+            raise ConfigError(f"vision.proj_out_dim {self.vision.proj_out_dim} must equal text.dim {self.text.dim}")
         if self.region.enabled and self.region.dim != self.text.dim:
             raise ConfigError(f"region.dim {self.region.dim} must equal text.dim {self.text.dim}")
         if self.prefix_len >= self.text.max_context:

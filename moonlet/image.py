@@ -11,7 +11,6 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import torch
@@ -20,7 +19,7 @@ from torch.nn import functional as F
 
 from .config import VisionConfig
 
-ImageInput = Union[Image.Image, str, os.PathLike, bytes, np.ndarray]
+ImageInput = Image.Image | str | os.PathLike | bytes | np.ndarray
 
 RESAMPLE_FILTERS = {
     "lanczos": Image.Resampling.LANCZOS,
@@ -83,9 +82,7 @@ def load_image(image: ImageInput, max_pixels: int | None = None) -> Image.Image:
         return opened
     if isinstance(image, np.ndarray):
         return _image_from_array(image)
-    raise ImageError(
-        f"expected a PIL image, a path, image bytes or a numpy array, got {type(image).__name__}"
-    )
+    raise ImageError(f"expected a PIL image, a path, image bytes or a numpy array, got {type(image).__name__}")
 
 
 def _image_from_array(array: np.ndarray) -> Image.Image:

@@ -17,7 +17,7 @@ class SilentBar:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "SilentBar":
+    def __enter__(self) -> SilentBar:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tokenizers import Tokenizer as HFTokenizer
 
@@ -26,7 +27,7 @@ class Tokenizer:
         self._is_tokenizers = isinstance(backend, HFTokenizer)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "Tokenizer":
+    def from_file(cls, path: str | Path) -> Tokenizer:
         path = Path(path)
         if not path.is_file():
             raise TokenizerError(f"tokenizer file not found: {path}")

@@ -15,10 +15,32 @@ from moonlet.bench.models import bench_config, random_model
 from moonlet.bench.plan import synthetic_crops
 from moonlet.bench.transformers_route import hf_configs
 
-QUICK = ["--config", "tiny", "--repeats", "1", "--warmup", "0", "--new-tokens", "3",
-         "--batch-sizes", "1,2", "--crops", "3", "--threads", "1"]
-ROUTE_KEYS = {"vision_1crop_ms", "vision_many_ms", "image_embedding_ms", "prefill_ms", "ttft_new_ms",
-              "ttft_cached_ms", "decode_tok_s", "peak_mem_mb"}
+QUICK = [
+    "--config",
+    "tiny",
+    "--repeats",
+    "1",
+    "--warmup",
+    "0",
+    "--new-tokens",
+    "3",
+    "--batch-sizes",
+    "1,2",
+    "--crops",
+    "3",
+    "--threads",
+    "1",
+]
+ROUTE_KEYS = {
+    "vision_1crop_ms",
+    "vision_many_ms",
+    "image_embedding_ms",
+    "prefill_ms",
+    "ttft_new_ms",
+    "ttft_cached_ms",
+    "decode_tok_s",
+    "peak_mem_mb",
+}
 
 
 def _run(capsys, *extra: str) -> tuple[str, dict]:
@@ -33,6 +55,7 @@ def _run(capsys, *extra: str) -> tuple[str, dict]:
 
 def test_bench_tiny_end_to_end(capsys):
     import transformers  # noqa: F401
+
     table, result = _run(capsys)
     assert "decode, batch 2" in table and "speed-up" in table
     for key in ("config", "device", "dtype", "depth", "moonlet", "transformers", "ratios", "bandwidth", "skipped"):
@@ -57,6 +80,7 @@ def test_bench_layers_and_quant_without_transformers(capsys):
 def test_bench_static_cache_route(capsys):
     """The GPU default (transformers' static cache) exercised on CPU."""
     import transformers  # noqa: F401
+
     _, result = _run(capsys, "--hf-cache", "static", "--dtype", "bfloat16")
     assert result["transformers"]["cache"] == "static"
 
@@ -79,6 +103,7 @@ def test_cheap_init_is_deterministic_and_finite():
 
 def test_transformers_configs_have_our_dimensions():
     import transformers  # noqa: F401
+
     config = bench_config("real", layers=3)
     siglip, phi = hf_configs(config)
     assert (siglip.hidden_size, siglip.num_hidden_layers, siglip.image_size) == (1152, 3, 378)

@@ -7,13 +7,12 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import GOLDEN
 from PIL import Image
 
 import moonlet
 from moonlet.cli import main
 from moonlet.image import ImageError
-
-from conftest import GOLDEN
 
 CHEAP = GOLDEN / "cases" / "tiny_scene.png"
 
@@ -30,23 +29,55 @@ def api(model_dir):
 
 
 def test_query_json(model_dir, api, capsys):
-    assert main(["query", str(CHEAP), "What is in this image?", "--model", model_dir, "--json",
-                 "--max-tokens", "4", "--temperature", "0"]) == 0
+    assert (
+        main(
+            [
+                "query",
+                str(CHEAP),
+                "What is in this image?",
+                "--model",
+                model_dir,
+                "--json",
+                "--max-tokens",
+                "4",
+                "--temperature",
+                "0",
+            ]
+        )
+        == 0
+    )
     expected = api.query(CHEAP, "What is in this image?", settings={"max_tokens": 4, "temperature": 0})
     assert json.loads(capsys.readouterr().out) == expected and expected["answer"]
 
 
 def test_caption_prints_the_text(model_dir, api, capsys):
-    assert main(["caption", str(CHEAP), "--length", "short", "--model", model_dir, "--max-tokens", "4",
-                 "--temperature", "0"]) == 0
+    assert (
+        main(
+            [
+                "caption",
+                str(CHEAP),
+                "--length",
+                "short",
+                "--model",
+                model_dir,
+                "--max-tokens",
+                "4",
+                "--temperature",
+                "0",
+            ]
+        )
+        == 0
+    )
     expected = api.caption(CHEAP, "short", settings={"max_tokens": 4, "temperature": 0})["caption"]
     assert capsys.readouterr().out == expected + "\n"
 
 
 def test_detect_draws_boxes(model_dir, api, tmp_path, capsys):
     out = tmp_path / "drawn.png"
-    assert main(["detect", str(CHEAP), "face", "--model", model_dir, "--max-objects", "2", "--out", str(out),
-                 "--json"]) == 0
+    assert (
+        main(["detect", str(CHEAP), "face", "--model", model_dir, "--max-objects", "2", "--out", str(out), "--json"])
+        == 0
+    )
     expected = api.detect(CHEAP, "face", settings={"max_objects": 2})
     assert json.loads(capsys.readouterr().out) == expected and expected["objects"]
     drawn = np.asarray(Image.open(out).convert("RGB"))
@@ -70,7 +101,7 @@ def test_batch_is_resumable_and_reports_bad_images(model_dir, api, tmp_path, cap
     out = tmp_path / "out.jsonl"
     args = ["batch", str(folder), "--out", str(out), "--model", model_dir, "--max-tokens", "3", "--batch-size", "2"]
     assert main(args) == 0
-    rows = [json.loads(l) for l in out.read_text().splitlines()]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(r["image"] for r in rows) == sorted(str(folder / n) for n in ("a.png", "b.png", "c.png"))
     # the batch samples with the defaults (temperature 0.5, top_p 0.3); on this image the most likely
     # token holds at least 0.90 of the mass at each of the 3 steps (measured), so the nucleus is that token
@@ -80,7 +111,7 @@ def test_batch_is_resumable_and_reports_bad_images(model_dir, api, tmp_path, cap
     out.write_text(out.read_text() + '{"image": "torn')
     (folder / "d.png").write_bytes(b"not an image")
     assert main(args) == 1  # one image failed, reported as an error row
-    rows = [json.loads(l) for l in out.read_text().splitlines()]  # the torn line is gone
+    rows = [json.loads(line) for line in out.read_text().splitlines()]  # the torn line is gone
     images = [r["image"] for r in rows]
     assert len(images) == len(set(images)) == 4
     with pytest.raises(ImageError) as refused:
@@ -102,8 +133,14 @@ def test_info_and_bad_input_exit_codes(model_dir, api, tmp_path, capsys):
     info = json.loads(capsys.readouterr().out)
     parameters = api.model.num_parameters()
     assert info.pop("peak_rss_bytes") > 0
-    assert info == {"model": api.name, "profile": "2025-06-21", "parameters": parameters, "device": "cpu",
-                    "dtype": "float32", "weights_bytes": 4 * parameters}
+    assert info == {
+        "model": api.name,
+        "profile": "2025-06-21",
+        "parameters": parameters,
+        "device": "cpu",
+        "dtype": "float32",
+        "weights_bytes": 4 * parameters,
+    }
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"nope")
     assert main(["query", str(bad), "Hi?", "--model", model_dir]) == 2

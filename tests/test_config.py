@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from moonlet.config import ConfigError, MoondreamConfig
-from moonlet.checkpoints.config_json import config_from_json, config_to_dict
-from moonlet.profiles import PROFILES
-
 from conftest import GOLDEN
+
+from moonlet.checkpoints.config_json import config_from_json, config_to_dict
+from moonlet.config import ConfigError, MoondreamConfig
+from moonlet.profiles import PROFILES
 
 
 def test_empty_hf_config_means_real_size_defaults():

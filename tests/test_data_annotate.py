@@ -38,10 +38,11 @@ def questions(annotated, kind=None):
 
 # --- a small independent reader of the generated questions ------------------------------------
 
+
 def strip_lead(question: str) -> str:
     for lead in sorted(LEADS, key=len, reverse=True):
         if question.lower().startswith(lead.lower()):  # casual questions start in lower case
-            return question[len(lead):]
+            return question[len(lead) :]
     return question
 
 
@@ -66,14 +67,25 @@ def refs_in(question: str) -> list[dict]:
 
 
 def matching(scene, ref) -> list[int]:
-    return [i for i, o in enumerate(scene.objects)
-            if all(getattr(o, k if k != "colour" else "colour") == v for k, v in ref.items())]
+    return [
+        i
+        for i, o in enumerate(scene.objects)
+        if all(getattr(o, k if k != "colour" else "colour") == v for k, v in ref.items())
+    ]
 
 
 def direction_of(question: str) -> str:
     q = strip_lead(question).lower()
-    for word, direction in (("left", "left"), ("right", "right"), ("higher", "above"), ("above", "above"),
-                            ("up", "above"), ("lower", "below"), ("below", "below"), ("down", "below")):
+    for word, direction in (
+        ("left", "left"),
+        ("right", "right"),
+        ("higher", "above"),
+        ("above", "above"),
+        ("up", "above"),
+        ("lower", "below"),
+        ("below", "below"),
+        ("down", "below"),
+    ):
         if re.search(rf"\b{word}\b", q):
             return direction
     raise AssertionError(f"no direction in {question!r}")
@@ -97,6 +109,7 @@ def region(x: float, y: float) -> str:
 
 
 # --- honesty ----------------------------------------------------------------------------------
+
 
 def test_counting_answers_equal_ground_truth(annotated):
     zeros = 0
@@ -264,7 +277,7 @@ def caption_phrasing(text: str) -> str:
 
 def test_captions_vary(annotated):
     forms = defaultdict(Counter)
-    for scene, rows in annotated:
+    for _scene, rows in annotated:
         for row in rows:
             if "caption" in row:
                 first = row["caption"] if row["length"] == "short" else row["caption"].split(".")[0]
@@ -276,6 +289,7 @@ def test_captions_vary(annotated):
 
 
 # --- captions and targets ---------------------------------------------------------------------
+
 
 def test_captions_grow_with_length_and_name_every_object(annotated):
     for scene, rows in annotated[:100]:

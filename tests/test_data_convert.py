@@ -52,8 +52,11 @@ def many_seeds() -> list[tuple[int, list[dict]]]:
     """(image id, rows) for every fixture image under 30 seeds: enough draws to cover each branch."""
     data = load_json(INSTANCES)
     names = sorted(c["name"] for c in data["categories"])
-    return [(img.id, image_rows(img, texts, names, seed, 6))
-            for seed in range(30) for _, img, texts in iter_coco(data, load_json(CAPTIONS))]
+    return [
+        (img.id, image_rows(img, texts, names, seed, 6))
+        for seed in range(30)
+        for _, img, texts in iter_coco(data, load_json(CAPTIONS))
+    ]
 
 
 # --- COCO -------------------------------------------------------------------------------------
@@ -78,10 +81,12 @@ def test_coco_boxes_are_normalised_from_pixel_xywh(coco):
 
 def test_coco_captions_are_the_annotations_tidied(coco):
     captions = [(r["scene"], r["caption"], r["length"]) for r in rows_of(coco) if "caption" in r]
-    assert captions == [(139, "Two dogs and a man playing with a frisbee.", "short"),
-                        (139, "A man throws a frisbee to his dogs.", "short"),
-                        (285, "People skiing down a snowy hill.", "short"),
-                        (632, "An empty room with white walls.", "short")]
+    assert captions == [
+        (139, "Two dogs and a man playing with a frisbee.", "short"),
+        (139, "A man throws a frisbee to his dogs.", "short"),
+        (285, "People skiing down a snowy hill.", "short"),
+        (632, "An empty room with white walls.", "short"),
+    ]
 
 
 def test_counts_and_existence_answers_match_the_annotations(many_seeds, truth):
@@ -145,9 +150,19 @@ def test_missing_images_are_skipped_and_counted(tmp_path):
 
 def test_plural_and_mentions():
     assert [plural(n) for n in ("person", "bus", "wine glass", "teddy bear", "skis", "knife", "toothbrush")] == [
-        "people", "buses", "wine glasses", "teddy bears", "pairs of skis", "knives", "toothbrushes"]
+        "people",
+        "buses",
+        "wine glasses",
+        "teddy bears",
+        "pairs of skis",
+        "knives",
+        "toothbrushes",
+    ]
     assert mentions("A hot dog and two Dogs near some people.", {"dog", "hot dog", "person", "cat"}) == {
-        "hot dog", "dog", "person"}
+        "hot dog",
+        "dog",
+        "person",
+    }
     assert mentions("A hot dog on a plate.", {"dog", "hot dog"}) == {"hot dog"}
 
 
@@ -157,8 +172,12 @@ def test_plural_and_mentions():
 def in_span_mean(record: dict, utterance: str) -> list[float]:
     """The mean of the in-image trace points recorded while ``utterance`` was spoken (first time)."""
     u = next(u for u in record["timed_caption"] if u["utterance"].strip(",.").lower() == utterance)
-    pts = [(p["x"], p["y"]) for seg in record["traces"] for p in seg
-           if u["start_time"] <= p["t"] <= u["end_time"] and 0 <= p["x"] <= 1 and 0 <= p["y"] <= 1]
+    pts = [
+        (p["x"], p["y"])
+        for seg in record["traces"]
+        for p in seg
+        if u["start_time"] <= p["t"] <= u["end_time"] and 0 <= p["x"] <= 1 and 0 <= p["y"] <= 1
+    ]
     return [round(sum(v) / len(pts), 4) for v in zip(*pts)]
 
 
@@ -169,13 +188,18 @@ def test_narratives_captions_and_points_follow_the_trace(tmp_path):
     assert len(list(iter_rows(tmp_path / "out"))) == len(rows) == meta["rows"]
     records = [json.loads(line) for line in NARRATIVES.read_text().splitlines()]
     assert rows[0]["image"].endswith("images/000000391895.jpg")  # COCO ids are padded to 12 digits
-    assert [r["caption"] for r in rows if "caption" in r] == [records[0]["caption"], "A red car parked beside a bicycle."]
+    assert [r["caption"] for r in rows if "caption" in r] == [
+        records[0]["caption"],
+        "A red car parked beside a bicycle.",
+    ]
     points = {(Path(r["image"]).stem, r["object"]): r["points"] for r in rows if "points" in r}
     # "dog" said twice at the same place: one point; "grass" too spread out, "cat" one in-image
     # point, "trees" plural, "In this image" / "a" / "and" stop words, "bicycle" no trace: no row
-    assert points == {("000000391895", "dog"): [in_span_mean(records[0], "dog")],
-                      ("000000391895", "ball"): [in_span_mean(records[0], "ball")],
-                      ("0a1b2c3d4e5f6789", "car"): [in_span_mean(records[1], "car")]}
+    assert points == {
+        ("000000391895", "dog"): [in_span_mean(records[0], "dog")],
+        ("000000391895", "ball"): [in_span_mean(records[0], "ball")],
+        ("0a1b2c3d4e5f6789", "car"): [in_span_mean(records[1], "car")],
+    }
     assert points[("000000391895", "dog")] == [[0.3, 0.61]]  # the off-image sample (x = 1.4) is left out
     assert all(0 <= v <= 1 for pts in points.values() for p in pts for v in p)
     again = tmp_path / "again"
@@ -238,11 +262,17 @@ def test_rewrite_keeps_captions_that_add_categories(coco, fake_endpoint, tmp_pat
     assert [e["rewritten"] for e in log] == [False, False, True, True]
     assert log[0]["reason"] == "names unannotated: cat"
     captions = [r["caption"] for r in rows_of(tmp_path / "out") if "caption" in r]
-    assert captions == [log[0]["original"], log[1]["original"], "In short: People skiing down a snowy hill.",
-                        "In short: An empty room with white walls."]
+    assert captions == [
+        log[0]["original"],
+        log[1]["original"],
+        "In short: People skiing down a snowy hill.",
+        "In short: An empty room with white walls.",
+    ]
     rows = list(iter_rows(tmp_path / "out"))  # image paths were rebased; non-caption rows unchanged
     assert len(rows) == len(rows_of(coco))
-    assert [r for r in rows_of(tmp_path / "out") if "caption" not in r] == [r for r in rows_of(coco) if "caption" not in r]
+    assert [r for r in rows_of(tmp_path / "out") if "caption" not in r] == [
+        r for r in rows_of(coco) if "caption" not in r
+    ]
 
 
 def test_rewrite_stops_calling_a_failing_endpoint(coco, fake_endpoint, tmp_path):
@@ -259,18 +289,42 @@ def test_rewrite_round_trip_through_moonlet_serve(coco, tmp_path):
     (naming no unannotated category) or kept with the check's reason."""
     import fastapi  # noqa: F401
     import uvicorn  # noqa: F401
+
     import moonlet
     from moonlet.server.app import create_app
     from moonlet.server.testing import running_server
 
     app = create_app(moonlet.load(device="cpu"), api_key="k")
     with running_server(app) as base:
-        assert data_main(["data", "rewrite", "--data", str(coco), "--out", str(tmp_path / "out"), "--endpoint",
-                          base, "--api-key", "k", "--temperature", "0", "--timeout", "20"]) == 0
+        assert (
+            data_main(
+                [
+                    "data",
+                    "rewrite",
+                    "--data",
+                    str(coco),
+                    "--out",
+                    str(tmp_path / "out"),
+                    "--endpoint",
+                    base,
+                    "--api-key",
+                    "k",
+                    "--temperature",
+                    "0",
+                    "--timeout",
+                    "20",
+                ]
+            )
+            == 0
+        )
     log = [json.loads(line) for line in (tmp_path / "out" / "rewrites" / "log.jsonl").read_text().splitlines()]
     assert len(log) == 4 and all(isinstance(e["reply"], str) for e in log)  # a reply each: the request worked
-    assert all(e["rewritten"] or e["reason"] == check_reply(e["reply"], e["original"], set(), set()) or
-               e["reason"].startswith("names unannotated") for e in log)
+    assert all(
+        e["rewritten"]
+        or e["reason"] == check_reply(e["reply"], e["original"], set(), set())
+        or e["reason"].startswith("names unannotated")
+        for e in log
+    )
     categories = set(json.loads((coco / "meta.json").read_text())["categories"])
     annotated = {(r["image"], r["object"]) for r in rows_of(coco) if r.get("boxes")}
     captions = [(r["image"], r["caption"]) for r in rows_of(tmp_path / "out") if "caption" in r]
@@ -286,22 +340,97 @@ def test_rewrite_round_trip_through_moonlet_serve(coco, tmp_path):
 
 
 def test_cli_convert_both_sources(tmp_path, capsys):
-    assert data_main(["data", "convert", "coco", "--instances", str(INSTANCES), "--captions", str(CAPTIONS),
-                      "--images", str(COCO / "images"), "--out", str(tmp_path / "coco"), "--seed", "5",
-                      "--questions", "2"]) == 0
+    assert (
+        data_main(
+            [
+                "data",
+                "convert",
+                "coco",
+                "--instances",
+                str(INSTANCES),
+                "--captions",
+                str(CAPTIONS),
+                "--images",
+                str(COCO / "images"),
+                "--out",
+                str(tmp_path / "coco"),
+                "--seed",
+                "5",
+                "--questions",
+                "2",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["images"] == 3 and summary["kinds"]["query"] == 6
-    assert data_main(["data", "convert", "narratives", "--narratives", str(NARRATIVES), "--images",
-                      str(FIXTURES / "narratives" / "images"), "--out", str(tmp_path / "ln")]) == 0
+    assert (
+        data_main(
+            [
+                "data",
+                "convert",
+                "narratives",
+                "--narratives",
+                str(NARRATIVES),
+                "--images",
+                str(FIXTURES / "narratives" / "images"),
+                "--out",
+                str(tmp_path / "ln"),
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["narratives"] == 2
-    assert data_main(["data", "convert", "coco", "--instances", str(INSTANCES), "--images", str(COCO / "images"),
-                      "--out", str(tmp_path / "coco")]) == 2  # not empty
+    assert (
+        data_main(
+            [
+                "data",
+                "convert",
+                "coco",
+                "--instances",
+                str(INSTANCES),
+                "--images",
+                str(COCO / "images"),
+                "--out",
+                str(tmp_path / "coco"),
+            ]
+        )
+        == 2
+    )  # not empty
     assert "not empty" in capsys.readouterr().err
     broken = tmp_path / "broken.json"
     broken.write_text(json.dumps({"images": [], "annotations": []}))  # no "categories"
-    assert data_main(["data", "convert", "coco", "--instances", str(broken), "--images", str(COCO / "images"),
-                      "--out", str(tmp_path / "broken")]) == 2
+    assert (
+        data_main(
+            [
+                "data",
+                "convert",
+                "coco",
+                "--instances",
+                str(broken),
+                "--images",
+                str(COCO / "images"),
+                "--out",
+                str(tmp_path / "broken"),
+            ]
+        )
+        == 2
+    )
     assert "lacks a field: 'categories'" in capsys.readouterr().err
-    assert data_main(["data", "rewrite", "--data", str(tmp_path / "coco"), "--out", str(tmp_path / "coco"),
-                      "--endpoint", "http://127.0.0.1:9", "--force"]) == 2  # would overwrite its input
+    assert (
+        data_main(
+            [
+                "data",
+                "rewrite",
+                "--data",
+                str(tmp_path / "coco"),
+                "--out",
+                str(tmp_path / "coco"),
+                "--endpoint",
+                "http://127.0.0.1:9",
+                "--force",
+            ]
+        )
+        == 2
+    )  # would overwrite its input
     assert len(list(iter_rows(tmp_path / "coco"))) == summary["rows"]

@@ -72,7 +72,7 @@ def test_reading_is_lazy(images):
         ({"image": "img/a.png", "caption": " "}, '"caption" must be a non-empty string'),
         ({"image": "img/a.png", "caption": "x", "length": "huge"}, '"length" must be one of short, normal, long'),
         ({"image": "img/a.png", "object": "cat"}, '"object" needs "boxes" (detect) or "points" (point)'),
-        ({"image": "img/a.png", "object": "c", "boxes": [], "points": []}, "either \"boxes\" or \"points\""),
+        ({"image": "img/a.png", "object": "c", "boxes": [], "points": []}, 'either "boxes" or "points"'),
         ({"image": "img/a.png", "boxes": []}, 'detect row is missing "object"'),
         ({"image": "img/a.png", "object": "c", "boxes": [[0.1, 0.2, 0.3]]}, '"boxes"[0] must be a list of 4 numbers'),
         ({"image": "img/a.png", "object": "c", "boxes": [[10, 20, 30, 40]]}, "outside 0..1"),

@@ -15,8 +15,8 @@ import pytest
 from moonlet.data import SceneConfig, draw, make_example, render, sample_scene
 from moonlet.data import fonts as fonts_module
 from moonlet.data.config import SHAPES, SIZE_CLASSES
-from moonlet.data.palette import COLOURS, delta_e, nearest_colour, to_lab
 from moonlet.data.fonts import text_alpha
+from moonlet.data.palette import COLOURS, delta_e, nearest_colour, to_lab
 from moonlet.data.render import background_pixels
 from moonlet.data.shapes import coverage, outline
 
@@ -180,13 +180,26 @@ def test_image_size_is_configurable():
     assert all(o.box[2] <= 160 and o.box[3] <= 128 for o in scene.objects)
 
 
-@pytest.mark.parametrize("bad", [
-    dict(max_objects=0), dict(shapes=("blob",)), dict(width=8), dict(max_occlusion=1.0),
-    dict(outline_probability=1.5), dict(jpeg_probability=-0.1), dict(jpeg_quality_range=(90, 30)),
-    dict(jpeg_quality_range=(30.0, 90.0)), dict(noise_sigma_range=(5.0,)), dict(blur_radius_range=(-1.0, 1.0)),
-    dict(size_radii=((0.05, 0.07),) * 5), dict(size_weights=(0, 0, 0, 0, 0)), dict(size_weights=(1, 1, 1)),
-    dict(outline_width_range=(0.03, 0.01)), dict(pure_background_probability=2.0),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(max_objects=0),
+        dict(shapes=("blob",)),
+        dict(width=8),
+        dict(max_occlusion=1.0),
+        dict(outline_probability=1.5),
+        dict(jpeg_probability=-0.1),
+        dict(jpeg_quality_range=(90, 30)),
+        dict(jpeg_quality_range=(30.0, 90.0)),
+        dict(noise_sigma_range=(5.0,)),
+        dict(blur_radius_range=(-1.0, 1.0)),
+        dict(size_radii=((0.05, 0.07),) * 5),
+        dict(size_weights=(0, 0, 0, 0, 0)),
+        dict(size_weights=(1, 1, 1)),
+        dict(outline_width_range=(0.03, 0.01)),
+        dict(pure_background_probability=2.0),
+    ],
+)
 def test_bad_scene_config_is_refused(bad):
     with pytest.raises(ValueError):
         SceneConfig(**bad)

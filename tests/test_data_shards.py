@@ -18,7 +18,11 @@ def lines(path):
 def test_dataset_layout_and_meta(tmp_path):
     meta = generate_dataset(tmp_path / "ds", count=7, seed=1, shard_size=3)
     out = tmp_path / "ds"
-    assert sorted(p.name for p in out.glob("shard-*.jsonl")) == ["shard-00000.jsonl", "shard-00001.jsonl", "shard-00002.jsonl"]
+    assert sorted(p.name for p in out.glob("shard-*.jsonl")) == [
+        "shard-00000.jsonl",
+        "shard-00001.jsonl",
+        "shard-00002.jsonl",
+    ]
     assert sorted(p.name for p in (out / "images").iterdir()) == [f"{i:06d}.png" for i in range(7)]
     on_disk = json.loads((out / "meta.json").read_text())
     assert on_disk == meta
@@ -26,7 +30,9 @@ def test_dataset_layout_and_meta(tmp_path):
     assert meta["image_size"] == [256, 256] and meta["version"]
     rows = [json.loads(line) for p in sorted(out.glob("shard-*.jsonl")) for line in lines(p)]
     assert len(rows) == meta["rows"] > 7 * 10
-    assert [sorted({r["scene"] for r in rows if r["image"] == f"images/{i:06d}.png"}) for i in range(7)] == [[i] for i in range(7)]
+    assert [sorted({r["scene"] for r in rows if r["image"] == f"images/{i:06d}.png"}) for i in range(7)] == [
+        [i] for i in range(7)
+    ]
     scenes_per_shard = [{json.loads(line)["scene"] for line in lines(out / f"shard-{n:05d}.jsonl")} for n in range(3)]
     assert scenes_per_shard == [{0, 1, 2}, {3, 4, 5}, {6}]
     truth = [json.loads(line) for n in range(3) for line in lines(out / "truth" / f"shard-{n:05d}.jsonl")]
@@ -85,8 +91,27 @@ def test_refuses_to_write_over_a_dataset_unless_asked(tmp_path):
 
 def test_cli_generate_and_validate(tmp_path, capsys):
     out = tmp_path / "cli"
-    assert main(["data", "generate", "--out", str(out), "--count", "3", "--seed", "9", "--shard-size", "2",
-                 "--size", "128", "--questions", "4"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "generate",
+                "--out",
+                str(out),
+                "--count",
+                "3",
+                "--seed",
+                "9",
+                "--shard-size",
+                "2",
+                "--size",
+                "128",
+                "--questions",
+                "4",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["scenes"] == 3 and summary["shards"] == ["shard-00000.jsonl", "shard-00001.jsonl"]
     meta = json.loads((out / "meta.json").read_text())

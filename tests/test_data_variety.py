@@ -47,6 +47,7 @@ def share(flags) -> float:
 
 # --- rates ------------------------------------------------------------------------------------
 
+
 def test_backgrounds_are_often_plain_and_sometimes_pure(scenes):
     cfg = SMALL
     kinds = Counter(s.background.kind for s in scenes)
@@ -102,9 +103,11 @@ def test_size_classes_span_tiny_to_half_the_image(scenes):
 
 def test_degradations_at_their_rates_and_in_range(scenes):
     cfg = SMALL
-    for attr, p, (lo, hi) in (("blur", cfg.blur_probability, cfg.blur_radius_range),
-                              ("noise", cfg.noise_probability, cfg.noise_sigma_range),
-                              ("jpeg", cfg.jpeg_probability, cfg.jpeg_quality_range)):
+    for attr, p, (lo, hi) in (
+        ("blur", cfg.blur_probability, cfg.blur_radius_range),
+        ("noise", cfg.noise_probability, cfg.noise_sigma_range),
+        ("jpeg", cfg.jpeg_probability, cfg.jpeg_quality_range),
+    ):
         values = [getattr(s.effects, attr) for s in scenes]
         assert abs(share(v > 0 for v in values) - p) < 0.07, attr
         assert all(lo <= v <= hi for v in values if v), attr
@@ -113,9 +116,15 @@ def test_degradations_at_their_rates_and_in_range(scenes):
 
 
 def test_knobs_at_zero_draw_nothing(scenes):
-    off = dataclasses.replace(SMALL, pure_background_probability=0.0, flat_colour_probability=0.0,
-                              outline_probability=0.0, blur_probability=0.0, noise_probability=0.0,
-                              jpeg_probability=0.0)
+    off = dataclasses.replace(
+        SMALL,
+        pure_background_probability=0.0,
+        flat_colour_probability=0.0,
+        outline_probability=0.0,
+        blur_probability=0.0,
+        noise_probability=0.0,
+        jpeg_probability=0.0,
+    )
     plain = [sample_scene(3, i, off) for i in range(60)]
     assert all(s.effects == Effects() and s.background.colour is None for s in plain)
     assert not any(o.stroke for s in plain for o in s.objects)
@@ -133,13 +142,21 @@ def test_fonts_are_every_usable_installed_face():
 
 # --- pixels -----------------------------------------------------------------------------------
 
+
 def scene_with(effects: Effects):
     scene = sample_scene(3, 0, SMALL)
     return dataclasses.replace(scene, effects=effects)
 
 
-@pytest.mark.parametrize("effects", [Effects(blur=0.8), Effects(noise=6.0, noise_seed=5), Effects(jpeg=40),
-                                     Effects(blur=0.5, noise=3.0, noise_seed=1, jpeg=80)])
+@pytest.mark.parametrize(
+    "effects",
+    [
+        Effects(blur=0.8),
+        Effects(noise=6.0, noise_seed=5),
+        Effects(jpeg=40),
+        Effects(blur=0.5, noise=3.0, noise_seed=1, jpeg=80),
+    ],
+)
 def test_degradations_change_the_pixels_deterministically(effects):
     scene = scene_with(effects)
     clean = np.asarray(draw(scene, SMALL), dtype=float)
@@ -175,14 +192,17 @@ def test_outline_boxes_are_the_strokes_tight_box(scenes):
             filled = coverage(pts, SMALL.supersample).full(scene.width, scene.height) >= 128
             assert stroke.sum() < filled.sum()  # a stroke, not a fill
             x0, y0, x1, y1 = o.box
-            mine = (np.linalg.norm(pixels[y0:y1, x0:x1] - np.asarray(o.rgb), axis=-1)
-                    <= np.linalg.norm(pixels[y0:y1, x0:x1] - bare[y0:y1, x0:x1], axis=-1) + 2.0)
+            mine = (
+                np.linalg.norm(pixels[y0:y1, x0:x1] - np.asarray(o.rgb), axis=-1)
+                <= np.linalg.norm(pixels[y0:y1, x0:x1] - bare[y0:y1, x0:x1], axis=-1) + 2.0
+            )
             assert mine[0].any() and mine[-1].any() and mine[:, 0].any() and mine[:, -1].any()
             checked += 1
     assert checked >= 20
 
 
 # --- wording ----------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def annotated(scenes):
@@ -193,7 +213,7 @@ def test_the_plain_question_forms_appear(annotated):
     questions = [r["question"] for _, rows in annotated for r in rows if "question" in r]
     shapes = "|".join(SMALL.shapes)
     forms = {
-        "count": rf"How many [a-z ]+s are there\?",
+        "count": r"How many [a-z ]+s are there\?",
         "exists_an": r"Is there an (orange|object|item) ?[a-z]* in the image\?",
         "exists_a": rf"Is there a [a-z ]*({shapes}|shape|thing|figure) in the image\?",
         "color": r"What color is the [a-z ]+\?",
@@ -229,9 +249,12 @@ def test_captions_say_sizes_outlines_and_pure_backgrounds(annotated):
 
 # --- determinism and version 1 ------------------------------------------------------------------
 
+
 def test_every_knob_on_is_deterministic_in_another_process():
-    cfg = "SceneConfig(width=96, height=96, outline_probability=1.0, flat_colour_probability=1.0, " \
-          "blur_probability=1.0, noise_probability=1.0, jpeg_probability=1.0, text_probability=1.0)"
+    cfg = (
+        "SceneConfig(width=96, height=96, outline_probability=1.0, flat_colour_probability=1.0, "
+        "blur_probability=1.0, noise_probability=1.0, jpeg_probability=1.0, text_probability=1.0)"
+    )
     code = (
         "import sys, types, hashlib\n"
         f"pkg = types.ModuleType('moonlet'); pkg.__path__ = [{str(PACKAGE_DIR)!r}]; sys.modules['moonlet'] = pkg\n"
@@ -248,8 +271,15 @@ def test_every_knob_on_is_deterministic_in_another_process():
 
 def test_version1_settings_draw_the_version1_scenes():
     cfg = SceneConfig.version1()
-    if cfg.fonts != ("DejaVuSans", "DejaVuSans-Bold", "DejaVuSerif", "DejaVuSerif-Bold", "DejaVuSansMono-Bold",
-                     "DejaVuSansCondensed-Bold", "pillow-default"):
+    if cfg.fonts != (
+        "DejaVuSans",
+        "DejaVuSans-Bold",
+        "DejaVuSerif",
+        "DejaVuSerif-Bold",
+        "DejaVuSansMono-Bold",
+        "DejaVuSansCondensed-Bold",
+        "pillow-default",
+    ):
         pytest.skip("version 1's bytes need the DejaVu fonts it was drawn with")
     scene = sample_scene(777, 0, cfg)
     assert scene.effects == Effects() and not any(o.stroke for o in scene.objects)

@@ -116,8 +116,9 @@ def test_detect_and_point_on_the_bundled_scene(model, truth):
 
 def test_beats_the_blind_baseline_on_held_out_scenes(model, tmp_path):
     annotations = AnnotationConfig(questions=QUESTIONS_PER_SCENE, detect=0, point=0)
-    generate_dataset(tmp_path, count=SCENES, seed=SEED, scene_config=SceneConfig.version1(),
-                     annotation_config=annotations)
+    generate_dataset(
+        tmp_path, count=SCENES, seed=SEED, scene_config=SceneConfig.version1(), annotation_config=annotations
+    )
     rows = [r for r in iter_rows(tmp_path) if r.kind == "query"]
     answers = model.batch_query([(r.image, r.question) for r in rows], settings={"temperature": 0, "max_tokens": 16})
     truths = [r.answer.strip().lower() for r in rows]

@@ -4,16 +4,15 @@ attention lengths, and a KV cache sized to the batch instead of the whole contex
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import GOLDEN_MODEL as MODEL_DIR  # noqa: E402
 from PIL import Image
 
 import moonlet
 from moonlet.generation.engine import KV_BUCKET, Engine, bucket
 
-from conftest import GOLDEN_MODEL as MODEL_DIR  # noqa: E402
 GREEDY = {"temperature": 0, "max_tokens": 24}
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import GOLDEN, golden_cases
 from PIL import Image
 
 import moonlet
 from moonlet.generation.engine import ContextOverflowError
-from moonlet.prompts import PromptError
 from moonlet.image import ImageError
-
-from conftest import GOLDEN, golden_cases
+from moonlet.prompts import PromptError
 
 CASES = golden_cases()
 GREEDY = {"temperature": 0, "max_tokens": 12}

@@ -161,7 +161,9 @@ def test_missing_key_names_file_and_key(tmp_path):
 
 
 def test_missing_annotations_list(tmp_path):
-    (tmp_path / "v2_OpenEnded_mscoco_val2014_questions.json").write_text(json.dumps({"data_subtype": "val2014", "questions": []}))
+    (tmp_path / "v2_OpenEnded_mscoco_val2014_questions.json").write_text(
+        json.dumps({"data_subtype": "val2014", "questions": []})
+    )
     (tmp_path / "v2_mscoco_val2014_annotations.json").write_text(json.dumps({"info": {}}))
     with pytest.raises(DatasetError, match=r"annotations\.json: missing key 'annotations'"):
         load_samples(BENCHMARKS["vqav2"], tmp_path)
@@ -215,6 +217,7 @@ def png_bytes(color=(10, 200, 10)) -> bytes:
 def write_parquet(path: Path, rows: list[dict], metadata: dict | None = None, row_group_size: int | None = None):
     import pyarrow as pa
     from pyarrow import parquet as pq
+
     table = pa.Table.from_pylist(rows)
     if metadata:
         table = table.replace_schema_metadata({b"huggingface": json.dumps(metadata).encode()})
@@ -231,9 +234,14 @@ def decoded_size(image) -> tuple[int, int]:
 def test_vqav2_parquet_lazy_images_across_row_groups(tmp_path):
     colors = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
     rows = [
-        {"question_id": 100 + i, "question": f"q{i}", "answer_type": "other", "image_id": i,
-         "answers": [{"answer": "red", "answer_confidence": "yes", "answer_id": j} for j in range(10)],
-         "image": {"bytes": png_bytes(c), "path": None}}
+        {
+            "question_id": 100 + i,
+            "question": f"q{i}",
+            "answer_type": "other",
+            "image_id": i,
+            "answers": [{"answer": "red", "answer_confidence": "yes", "answer_id": j} for j in range(10)],
+            "image": {"bytes": png_bytes(c), "path": None},
+        }
         for i, c in enumerate(colors)
     ]
     write_parquet(tmp_path / "data" / "validation-00000-of-00001.parquet", rows, row_group_size=2)
@@ -250,33 +258,58 @@ def test_vqav2_parquet_lazy_images_across_row_groups(tmp_path):
 
 def test_parquet_image_as_relative_path(tmp_path):
     Image.new("RGB", (5, 5)).save(tmp_path / "pic.png")
-    write_parquet(tmp_path / "t.parquet", [{"question": "q", "answers": ["a"] * 10, "question_id": 1,
-                                            "image": {"bytes": None, "path": "pic.png"}}])
+    write_parquet(
+        tmp_path / "t.parquet",
+        [{"question": "q", "answers": ["a"] * 10, "question_id": 1, "image": {"bytes": None, "path": "pic.png"}}],
+    )
     (sample,) = load_samples(BENCHMARKS["textvqa"], tmp_path / "t.parquet")
     assert resolve_image(sample.image) == tmp_path / "pic.png"
 
 
 def test_pope_parquet_flat_and_nested(tmp_path):
     image = {"bytes": png_bytes(), "path": None}
-    write_parquet(tmp_path / "flat" / "test.parquet", [
-        {"id": "0", "question_id": "1", "question": "Is there a cat?", "answer": "Yes", "image_source": "x",
-         "image": image, "category": "popular"},
-    ])
+    write_parquet(
+        tmp_path / "flat" / "test.parquet",
+        [
+            {
+                "id": "0",
+                "question_id": "1",
+                "question": "Is there a cat?",
+                "answer": "Yes",
+                "image_source": "x",
+                "image": image,
+                "category": "popular",
+            },
+        ],
+    )
     (flat,) = load_samples(BENCHMARKS["pope"], tmp_path / "flat")
     assert flat.id == "popular:1" and flat.answers == ["yes"] and flat.categories == {"category": "popular"}
     qa = [{"question": "Is there a dog?", "answer": "no"}]
-    write_parquet(tmp_path / "nested" / "test.parquet", [{"image": image, "random": qa, "popular": qa, "adversarial": qa}])
+    write_parquet(
+        tmp_path / "nested" / "test.parquet", [{"image": image, "random": qa, "popular": qa, "adversarial": qa}]
+    )
     nested = load_samples(BENCHMARKS["pope"], tmp_path / "nested")
     assert sorted(s.categories["category"] for s in nested) == ["adversarial", "popular", "random"]
     assert all(s.question == "Is there a dog?" and s.answers == ["no"] for s in nested)
 
 
 def test_gqa_parquet_with_separate_image_table(tmp_path):
-    write_parquet(tmp_path / "testdev_balanced_instructions" / "t.parquet", [
-        {"id": "q1", "imageId": "n1", "question": "Is it sunny?", "answer": "yes",
-         "types": {"structural": "verify", "semantic": "global", "detailed": "x"}},
-    ])
-    write_parquet(tmp_path / "testdev_balanced_images" / "t.parquet", [{"id": "n1", "image": {"bytes": png_bytes(), "path": None}}])
+    write_parquet(
+        tmp_path / "testdev_balanced_instructions" / "t.parquet",
+        [
+            {
+                "id": "q1",
+                "imageId": "n1",
+                "question": "Is it sunny?",
+                "answer": "yes",
+                "types": {"structural": "verify", "semantic": "global", "detailed": "x"},
+            },
+        ],
+    )
+    write_parquet(
+        tmp_path / "testdev_balanced_images" / "t.parquet",
+        [{"id": "n1", "image": {"bytes": png_bytes(), "path": None}}],
+    )
     (sample,) = load_samples(BENCHMARKS["gqa"], tmp_path)
     assert sample.id == "q1" and sample.categories == {"structural": "verify", "semantic": "global"}
     assert decoded_size(sample.image) == (6, 4)
@@ -287,40 +320,81 @@ def test_gqa_parquet_with_separate_image_table(tmp_path):
 
 def test_nested_qa_parquet_tallyqa_and_chartqa(tmp_path):
     image = {"bytes": png_bytes(), "path": None}
-    write_parquet(tmp_path / "tally.parquet", [{"image": image, "qa": [
-        {"question": "How many cats?", "answer": 2, "is_simple": True},
-        {"question": "How many sitting cats?", "answer": 1, "is_simple": False},
-    ]}])
+    write_parquet(
+        tmp_path / "tally.parquet",
+        [
+            {
+                "image": image,
+                "qa": [
+                    {"question": "How many cats?", "answer": 2, "is_simple": True},
+                    {"question": "How many sitting cats?", "answer": 1, "is_simple": False},
+                ],
+            }
+        ],
+    )
     tally = load_samples(BENCHMARKS["tallyqa"], tmp_path / "tally.parquet")
     assert [s.answers for s in tally] == [[2], [1]]
     assert [s.categories["subset"] for s in tally] == ["simple", "complex"]
     assert len({s.id for s in tally}) == 2
-    write_parquet(tmp_path / "chart.parquet", [
-        {"image": image, "query": "Max?", "label": ["12"], "human_or_machine": 0},
-        {"image": image, "query": "Min?", "label": ["3"], "human_or_machine": 1},
-    ])
+    write_parquet(
+        tmp_path / "chart.parquet",
+        [
+            {"image": image, "query": "Max?", "label": ["12"], "human_or_machine": 0},
+            {"image": image, "query": "Min?", "label": ["3"], "human_or_machine": 1},
+        ],
+    )
     chart = load_samples(BENCHMARKS["chartqa"], tmp_path / "chart.parquet")
     assert [s.categories["source"] for s in chart] == ["human", "augmented"] and chart[0].answers == ["12"]
 
 
 def test_docvqa_and_countbench_parquet(tmp_path):
     image = {"bytes": png_bytes(), "path": None}
-    write_parquet(tmp_path / "doc.parquet", [{"questionId": "7", "question": "Name?", "question_types": ["form"],
-                                              "image": image, "docId": 1, "answers": ["ITC", "ITC Ltd"]}])
+    write_parquet(
+        tmp_path / "doc.parquet",
+        [
+            {
+                "questionId": "7",
+                "question": "Name?",
+                "question_types": ["form"],
+                "image": image,
+                "docId": 1,
+                "answers": ["ITC", "ITC Ltd"],
+            }
+        ],
+    )
     (doc,) = load_samples(BENCHMARKS["docvqa"], tmp_path / "doc.parquet")
     assert doc.id == "7" and doc.answers == ["ITC", "ITC Ltd"] and doc.categories == {"question_type": ["form"]}
-    write_parquet(tmp_path / "count.parquet", [{"image": image, "text": "three cats", "question": "How many cats?", "number": 3}])
+    write_parquet(
+        tmp_path / "count.parquet", [{"image": image, "text": "three cats", "question": "How many cats?", "number": 3}]
+    )
     (count,) = load_samples(BENCHMARKS["countbenchqa"], tmp_path / "count.parquet")
     assert count.answers == [3] and count.categories == {"count": "3"}
 
 
 def test_coco_parquet_with_class_label_names(tmp_path):
-    metadata = {"info": {"features": {"objects": {"feature": {
-        "category": {"names": ["person", "bicycle"], "_type": "ClassLabel"}}, "_type": "Sequence"}}}}
-    write_parquet(tmp_path / "coco.parquet", [{
-        "image_id": 9, "image": {"bytes": png_bytes(), "path": None}, "width": 60, "height": 40,
-        "objects": {"bbox": [[6.0, 4.0, 30.0, 20.0], [0.0, 0.0, 60.0, 40.0]], "category": [1, 0]},
-    }], metadata)
+    metadata = {
+        "info": {
+            "features": {
+                "objects": {
+                    "feature": {"category": {"names": ["person", "bicycle"], "_type": "ClassLabel"}},
+                    "_type": "Sequence",
+                }
+            }
+        }
+    }
+    write_parquet(
+        tmp_path / "coco.parquet",
+        [
+            {
+                "image_id": 9,
+                "image": {"bytes": png_bytes(), "path": None},
+                "width": 60,
+                "height": 40,
+                "objects": {"bbox": [[6.0, 4.0, 30.0, 20.0], [0.0, 0.0, 60.0, 40.0]], "category": [1, 0]},
+            }
+        ],
+        metadata,
+    )
     samples = load_samples(BENCHMARKS["coco"], tmp_path / "coco.parquet")
     by_name = {s.question: s for s in samples}
     assert set(by_name) == {"bicycle", "person"}

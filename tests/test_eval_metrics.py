@@ -8,7 +8,13 @@ import pytest
 
 from moonlet.eval.detection import box_iou, coco_map
 from moonlet.eval.metrics import (
-    anls, binary_metrics, count_match, exact_match, levenshtein, relaxed_accuracy, vqa_accuracy,
+    anls,
+    binary_metrics,
+    count_match,
+    exact_match,
+    levenshtein,
+    relaxed_accuracy,
+    vqa_accuracy,
 )
 from moonlet.eval.normalize import normalize_answer, parse_count, parse_number, yes_no
 from moonlet.eval.points import MISS_DISTANCE, nearest_distances, point_in_box
@@ -16,7 +22,6 @@ from moonlet.eval.report import format_table, format_value
 from moonlet.eval.samples import Sample
 from moonlet.eval.scoring import score
 from moonlet.eval.synthetic import names_object, score_synthetic
-
 
 # --- normalisation ---------------------------------------------------------------------------
 
@@ -65,8 +70,15 @@ def test_parse_count_and_number():
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("Yes", "yes"), ("yes, there is a dog.", "yes"), ("No.", "no"), ("There is no dog", "no"),
-     ("I don't see one", "no"), ("There is a dog", "yes"), ("", "no")],
+    [
+        ("Yes", "yes"),
+        ("yes, there is a dog.", "yes"),
+        ("No.", "no"),
+        ("There is no dog", "no"),
+        ("I don't see one", "no"),
+        ("There is a dog", "yes"),
+        ("", "no"),
+    ],
 )
 def test_yes_no(text, expected):
     assert yes_no(text) == expected
@@ -251,7 +263,9 @@ def test_coco_map_max_dets_per_image():
 
 
 def test_point_metrics():
-    counts = point_in_box([[0.5, 0.5], [0.9, 0.9], [0.1, 0.1]], [[0.4, 0.4, 0.6, 0.6], [0.0, 0.0, 0.2, 0.2], [0.7, 0.0, 0.8, 0.1]])
+    counts = point_in_box(
+        [[0.5, 0.5], [0.9, 0.9], [0.1, 0.1]], [[0.4, 0.4, 0.6, 0.6], [0.0, 0.0, 0.2, 0.2], [0.7, 0.0, 0.8, 0.1]]
+    )
     assert counts == {"points": 3, "hits": 2, "boxes": 3, "covered": 2}
     assert nearest_distances([[0.0, 0.0], [1.0, 1.0]], [[0.3, 0.4]]) == [pytest.approx(0.5)]
     assert nearest_distances([], [[0.5, 0.5]]) == [MISS_DISTANCE]
@@ -287,8 +301,10 @@ def test_score_vqa_with_categories_and_missing():
 
 
 def test_score_list_categories_count_once_each():
-    samples = [Sample(id="1", image=None, answers=["ITC"], categories={"question_type": ["layout", "form"]}),
-               Sample(id="2", image=None, answers=["0.28"], categories={"question_type": ["layout"]})]
+    samples = [
+        Sample(id="1", image=None, answers=["ITC"], categories={"question_type": ["layout", "form"]}),
+        Sample(id="2", image=None, answers=["0.28"], categories={"question_type": ["layout"]}),
+    ]
     result = score("anls", samples, {"1": "ITC", "2": "wrong"})
     assert result["metrics"]["anls"] == pytest.approx(0.5)
     assert result["categories"]["question_type"]["layout"] == {"n": 2, "anls": 0.5}
@@ -296,8 +312,11 @@ def test_score_list_categories_count_once_each():
 
 
 def test_score_pope_per_category():
-    samples = [Sample(id=f"{c}:{i}", image=None, answers=[label], categories={"category": c})
-               for c in ("random", "adversarial") for i, label in enumerate(["yes", "no"])]
+    samples = [
+        Sample(id=f"{c}:{i}", image=None, answers=[label], categories={"category": c})
+        for c in ("random", "adversarial")
+        for i, label in enumerate(["yes", "no"])
+    ]
     predictions = {"random:0": "yes", "random:1": "no", "adversarial:0": "yes", "adversarial:1": "Yes."}
     result = score("pope", samples, predictions)
     assert result["categories"]["category"]["random"]["accuracy"] == 1.0
@@ -307,10 +326,22 @@ def test_score_pope_per_category():
 
 
 def test_score_detection_uses_all_samples():
-    samples = [Sample(id="a:cat", image=None, task="detect", question="cat",
-                      target={"image": "a", "boxes": [[0, 0, 0.5, 0.5]], "crowd": [False]}),
-               Sample(id="b:cat", image=None, task="detect", question="cat",
-                      target={"image": "b", "boxes": [[0.5, 0.5, 1, 1]], "crowd": [False]})]
+    samples = [
+        Sample(
+            id="a:cat",
+            image=None,
+            task="detect",
+            question="cat",
+            target={"image": "a", "boxes": [[0, 0, 0.5, 0.5]], "crowd": [False]},
+        ),
+        Sample(
+            id="b:cat",
+            image=None,
+            task="detect",
+            question="cat",
+            target={"image": "b", "boxes": [[0.5, 0.5, 1, 1]], "crowd": [False]},
+        ),
+    ]
     result = score("map", samples, {"a:cat": [[0, 0, 0.5, 0.5]], "b:cat": []})
     # one of two boxes found, no false positives: precision 1 up to recall 1/2 -> 51/101
     assert result["metrics"]["map50"] == pytest.approx(51 / 101)
@@ -324,12 +355,38 @@ def test_score_synthetic_tasks():
         (Sample(id="q1", image=image, question="color?", answers=["red"], categories={"type": "color"}), "Red."),
         (Sample(id="q2", image=image, question="count?", answers=["3"], categories={"type": "count"}), "two"),
         (Sample(id="q3", image=image, question="count?", answers=["2"], categories={"type": "count"}), "There are 2."),
-        (Sample(id="d1", image=image, task="detect", question="square",
-                target={"image": "x", "boxes": square, "crowd": [False]}), square),
-        (Sample(id="d2", image=image, task="detect", question="circle", target={"image": "x", "boxes": [], "crowd": []}), []),
-        (Sample(id="d3", image=image, task="detect", question="star", target={"image": "x", "boxes": [], "crowd": []}), square),
-        (Sample(id="p1", image=image, task="point", question="square",
-                target={"points": [[0.5, 0.5]], "boxes": [[0.4, 0.4, 0.6, 0.6]]}), [[0.5, 0.5], [0.9, 0.9]]),
+        (
+            Sample(
+                id="d1",
+                image=image,
+                task="detect",
+                question="square",
+                target={"image": "x", "boxes": square, "crowd": [False]},
+            ),
+            square,
+        ),
+        (
+            Sample(
+                id="d2", image=image, task="detect", question="circle", target={"image": "x", "boxes": [], "crowd": []}
+            ),
+            [],
+        ),
+        (
+            Sample(
+                id="d3", image=image, task="detect", question="star", target={"image": "x", "boxes": [], "crowd": []}
+            ),
+            square,
+        ),
+        (
+            Sample(
+                id="p1",
+                image=image,
+                task="point",
+                question="square",
+                target={"points": [[0.5, 0.5]], "boxes": [[0.4, 0.4, 0.6, 0.6]]},
+            ),
+            [[0.5, 0.5], [0.9, 0.9]],
+        ),
         (Sample(id="p2", image=image, task="point", question="square", target={"points": [[0.5, 0.5]]}), [[0.5, 0.53]]),
         (Sample(id="p3", image=image, task="point", question="star", target={"points": []}), [[0.1, 0.1]]),
         (Sample(id="c1", image=image, task="caption", target={"objects": ["square", "circle"]}), "A red square."),
@@ -352,7 +409,13 @@ def test_report_formatting():
     assert format_value("accuracy", 0.71234) == "71.23"
     assert format_value("n", 12) == "12"
     assert format_value("point_mean_distance", 0.0312) == "0.0312"
-    table = format_table({"benchmark": "vqav2", "n": 2, "metrics": {"accuracy": 0.5},
-                          "categories": {"answer_type": {"yes/no": {"n": 2, "accuracy": 0.5}}}})
+    table = format_table(
+        {
+            "benchmark": "vqav2",
+            "n": 2,
+            "metrics": {"accuracy": 0.5},
+            "categories": {"answer_type": {"yes/no": {"n": 2, "accuracy": 0.5}}},
+        }
+    )
     assert "vqav2: n=2" in table and "answer_type" in table and "50.00" in table
     assert math.isclose(float(table.split("accuracy")[1].split()[0]), 50.0)

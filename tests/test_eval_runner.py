@@ -159,9 +159,26 @@ def test_end_to_end_on_the_golden_checkpoint(tmp_path, capsys):
     """Each prediction is what the model gives when called directly with the runner's settings, and the
     scores are what the predictions file gives when scored by hand (and by --rescore)."""
     out = tmp_path / "run"
-    argv = ["synthetic", "--data", str(FIXTURES / "synthetic"), "--model", str(GOLDEN_MODEL), "--device", "cpu",
-            "--dtype", "float32", "--out", str(out), "--batch-size", "2", "--max-tokens", "4", "--max-objects", "2",
-            "--no-progress"]
+    argv = [
+        "synthetic",
+        "--data",
+        str(FIXTURES / "synthetic"),
+        "--model",
+        str(GOLDEN_MODEL),
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--out",
+        str(out),
+        "--batch-size",
+        "2",
+        "--max-tokens",
+        "4",
+        "--max-objects",
+        "2",
+        "--no-progress",
+    ]
     assert main(argv) == 0
     assert "qa_accuracy" in capsys.readouterr().out
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
@@ -186,17 +203,22 @@ def test_end_to_end_on_the_golden_checkpoint(tmp_path, capsys):
         assert row["task"] not in ("detect", "point") or 1 <= len(direct) <= 2, row
 
     # the scores, by hand from the file's predictions and the fixture's truth
-    by_task = {task: [(samples[r["id"]], r["prediction"]) for r in rows if r["task"] == task]
-               for task in ("query", "detect", "point", "caption")}
+    by_task = {
+        task: [(samples[r["id"]], r["prediction"]) for r in rows if r["task"] == task]
+        for task in ("query", "detect", "point", "caption")
+    }
     qa = [p.strip().lower() == s.answers[0].lower() for s, p in by_task["query"]]
     boxed = [(s, p) for s, p in by_task["point"] if "boxes" in s.target]
     inside = [any(b[0] <= x <= b[2] and b[1] <= y <= b[3] for b in s.target["boxes"]) for s, p in boxed for x, y in p]
     unboxed = [(s, p) for s, p in by_task["point"] if "boxes" not in s.target]
-    distances = [min(((x - gx) ** 2 + (y - gy) ** 2) ** 0.5 for x, y in p)
-                 for s, p in unboxed for gx, gy in s.target["points"]]
+    distances = [
+        min(((x - gx) ** 2 + (y - gy) ** 2) ** 0.5 for x, y in p) for s, p in unboxed for gx, gy in s.target["points"]
+    ]
     absent = [not p for s, p in by_task["detect"] if not s.target["boxes"]]
-    recall = [sum(o.lower() in p.lower() for o in s.target["objects"]) / len(s.target["objects"])
-              for s, p in by_task["caption"]]
+    recall = [
+        sum(o.lower() in p.lower() for o in s.target["objects"]) / len(s.target["objects"])
+        for s, p in by_task["caption"]
+    ]
     ious = [_iou(b, g) for s, p in by_task["detect"] for b in p for g in s.target["boxes"]]
     assert max(ious) < 0.5  # so no detection is a hit at IoU 0.5: mAP50 is 0
     results = json.loads((out / "results.json").read_text())
@@ -210,8 +232,10 @@ def test_end_to_end_on_the_golden_checkpoint(tmp_path, capsys):
     assert (metrics["detect_absent_n"], metrics["detect_absent_empty"]) == (len(absent), sum(absent) / len(absent))
     assert metrics["caption_object_recall"] == pytest.approx(sum(recall) / len(recall))
     assert metrics["detect_map50"] == 0.0
-    assert results["categories"]["type"] == {"color": {"n": 1, "accuracy": float(qa[0])},
-                                             "count": {"n": 1, "accuracy": float(qa[1])}}
+    assert results["categories"]["type"] == {
+        "color": {"n": 1, "accuracy": float(qa[0])},
+        "count": {"n": 1, "accuracy": float(qa[1])},
+    }
     # --rescore reads only the file and gives the same scores
     assert main(argv + ["--rescore"]) == 0
     rescored = json.loads((out / "results.json").read_text())

@@ -8,9 +8,8 @@ import io
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import pytest
-
 import httpx  # noqa: F401
+import pytest
 from PIL import Image  # noqa: E402
 
 from moonlet.server import fetch as fetch_module  # noqa: E402
@@ -81,8 +80,15 @@ def loopback_is_public(monkeypatch):
 
 
 def test_private_and_local_addresses_are_refused(origin):
-    for url in (origin + "/cat.png", "http://localhost/x.png", "http://10.0.0.1/x.png", "http://169.254.169.254/latest",
-                "http://[::1]/x.png", "http://192.168.1.1/x.png", "http://0.0.0.0/x.png"):
+    for url in (
+        origin + "/cat.png",
+        "http://localhost/x.png",
+        "http://10.0.0.1/x.png",
+        "http://169.254.169.254/latest",
+        "http://[::1]/x.png",
+        "http://192.168.1.1/x.png",
+        "http://0.0.0.0/x.png",
+    ):
         with pytest.raises(FetchError, match="private or local"):
             fetch(url, 10_000, 2)
 

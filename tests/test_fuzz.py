@@ -6,16 +6,15 @@ from __future__ import annotations
 import base64
 import io
 import json
-from pathlib import Path
 
 import pytest
+from conftest import GOLDEN_MODEL as MODEL_DIR  # noqa: E402
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from moonlet.image import ImageError, load_image, to_rgb
 
-from conftest import GOLDEN_MODEL as MODEL_DIR  # noqa: E402
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -25,8 +24,15 @@ def _encoded(fmt: str, mode: str = "RGB", **options) -> bytes:
     return buffer.getvalue()
 
 
-SEEDS = [_encoded("PNG"), _encoded("JPEG"), _encoded("GIF", "P"), _encoded("WEBP"), _encoded("BMP"), _encoded("TIFF"),
-         _encoded("PNG", "I;16")]
+SEEDS = [
+    _encoded("PNG"),
+    _encoded("JPEG"),
+    _encoded("GIF", "P"),
+    _encoded("WEBP"),
+    _encoded("BMP"),
+    _encoded("TIFF"),
+    _encoded("PNG", "I;16"),
+]
 
 
 @st.composite
@@ -71,9 +77,14 @@ def test_random_bytes_decode_or_are_refused(data):
 
 
 @FUZZ
-@given(st.one_of(st.text(max_size=80),
-                 st.binary(max_size=60).map(lambda b: "data:image/png;base64," + base64.b64encode(b).decode()),
-                 st.integers(), st.none()))
+@given(
+    st.one_of(
+        st.text(max_size=80),
+        st.binary(max_size=60).map(lambda b: "data:image/png;base64," + base64.b64encode(b).decode()),
+        st.integers(),
+        st.none(),
+    )
+)
 def test_image_fields_give_image_or_named_error(value):
     from moonlet.server.errors import ApiError
     from moonlet.server.inputs import decode_image
@@ -91,8 +102,25 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=8,
 )
-FIELDS = ["image_url", "question", "object", "length", "stream", "settings", "model", "messages", "prompt", "images",
-          "options", "max_tokens", "temperature", "top_p", "n", "reasoning", "format"]
+FIELDS = [
+    "image_url",
+    "question",
+    "object",
+    "length",
+    "stream",
+    "settings",
+    "model",
+    "messages",
+    "prompt",
+    "images",
+    "options",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "n",
+    "reasoning",
+    "format",
+]
 settings_values = st.dictionaries(
     st.sampled_from(["max_tokens", "temperature", "top_p", "seed", "max_objects", "junk"]), json_values, max_size=3
 )
@@ -108,6 +136,7 @@ ROUTES = ["/v1/caption", "/v1/query", "/v1/detect", "/v1/point", "/v1/chat/compl
 def fuzz_client():
     import fastapi  # noqa: F401
     import httpx
+
     import moonlet
     from moonlet.server.app import create_app
     from moonlet.server.testing import running_server
@@ -137,8 +166,9 @@ def _cap_generation(route: str, body: dict) -> None:
             value.setdefault(key, limit)
 
 
-@settings(max_examples=200, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(route=st.sampled_from(ROUTES), body=bodies | json_values)
 def test_any_json_body_gets_a_2xx_or_4xx_reply(fuzz_client, route, body):
     """A random JSON body may be a valid request (``{}`` is Ollama's load call): 2xx or 4xx, never 5xx."""

@@ -8,11 +8,10 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import GOLDEN_2024
 
 import moonlet
 from moonlet.api import legacy_cleanup
-
-from conftest import GOLDEN_2024
 
 EXPECTED = json.loads((GOLDEN_2024 / "cases" / "expected.json").read_text()) if GOLDEN_2024.is_dir() else {"cases": []}
 ANSWERS = [(case, index) for case in EXPECTED["cases"] for index in range(len(case["answers"]))]
@@ -171,8 +170,12 @@ def test_article_code_runs_with_only_the_import_changed(tmp_path, monkeypatch):
     model_id = "vikhyatk/moondream2"
     revision = "2024-03-13"
     model = AutoModelForCausalLM.from_pretrained(
-        model_id, trust_remote_code=True, revision=revision, attn_implementation="flash_attention_2",
-        device_map={"": "cpu"}, torch_dtype=torch.float32,
+        model_id,
+        trust_remote_code=True,
+        revision=revision,
+        attn_implementation="flash_attention_2",
+        device_map={"": "cpu"},
+        torch_dtype=torch.float32,
     )
     tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)
     assert model.config.profile == "2024-03-13"

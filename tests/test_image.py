@@ -131,7 +131,9 @@ def test_inputs_path_bytes_array(tmp_path):
         assert np.array_equal(np.asarray(to_rgb(load_image(source))), array)
 
 
-@pytest.mark.parametrize("bad, message", [(b"", "empty"), (b"not an image", "cannot decode"), (42, "expected a PIL image")])
+@pytest.mark.parametrize(
+    "bad, message", [(b"", "empty"), (b"not an image", "cannot decode"), (42, "expected a PIL image")]
+)
 def test_bad_inputs_are_named(bad, message):
     with pytest.raises(ImageError, match=message):
         load_image(bad)

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
+from conftest import GOLDEN, GOLDEN_2024
 
 import moonlet
 from moonlet.checkpoints.config_json import config_from_json
+from moonlet.modeling.region import RegionModel
 from moonlet.profiles import PROFILES, profile_for_revision
 from moonlet.prompts import PromptBuilder
-from moonlet.modeling.region import RegionModel
 from moonlet.tokenizer import Tokenizer
-
-from dataclasses import replace
-
-from conftest import GOLDEN, GOLDEN_2024
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +84,15 @@ def test_empty_hf_config_takes_the_revision_profile():
 
 @pytest.mark.parametrize(
     "size, grid",
-    [((400, 300), (1, 1)), ((511, 200), (1, 1)), ((800, 800), (2, 2)), ((1000, 500), (1, 2)), ((500, 1000), (2, 1)),
-     ((1200, 700), (1, 2)), ((600, 520), (1, 1))],  # 600x520: ratios tie, 364 < 392 picks (1, 1)
+    [
+        ((400, 300), (1, 1)),
+        ((511, 200), (1, 1)),
+        ((800, 800), (2, 2)),
+        ((1000, 500), (1, 2)),
+        ((500, 1000), (2, 1)),
+        ((1200, 700), (1, 2)),
+        ((600, 520), (1, 1)),
+    ],  # 600x520: ratios tie, 364 < 392 picks (1, 1)
 )
 def test_2024_05_grid_size_choice(size, grid):
     """Below 512 px one tile; otherwise the closest aspect ratio among 1..2 tiles per side."""
@@ -109,7 +115,9 @@ def test_2024_05_grid_crops_and_features():
     assert np.array_equal(crops.pixels[1], resized[:, 378:])
     pixels = crops.normalized()
     assert pixels.shape == (3, 3, 378, 378)  # the global view is the whole image, downscaled
-    expected_global = torch.nn.functional.interpolate(pixels[1:].permute(1, 2, 0, 3).reshape(1, 3, 378, 756), size=(378, 378), mode="bilinear")
+    expected_global = torch.nn.functional.interpolate(
+        pixels[1:].permute(1, 2, 0, 3).reshape(1, 3, 378, 756), size=(378, 378), mode="bilinear"
+    )
     assert torch.allclose(pixels[0], expected_global[0], atol=1e-6)
     grid = torch.randn(27, 54, 4)
     assert resize_to_grid(grid, 27).shape == (27, 27, 4)
@@ -123,9 +131,20 @@ def test_grid_profile_runs_end_to_end_on_a_small_model():
 
     config = replace(
         PROFILES["2024-05-20"],
-        text=TextConfig(dim=64, ff_dim=64, n_layers=1, n_heads=1, n_kv_heads=1, vocab_size=51200, prefix_bidirectional=False),
-        vision=VisionConfig(enc_dim=16, enc_n_layers=1, enc_ff_dim=16, enc_n_heads=1, proj_out_dim=64, proj_inner_dim=32,
-                            gelu="tanh", crop_scheme="grid", resample="bicubic"),
+        text=TextConfig(
+            dim=64, ff_dim=64, n_layers=1, n_heads=1, n_kv_heads=1, vocab_size=51200, prefix_bidirectional=False
+        ),
+        vision=VisionConfig(
+            enc_dim=16,
+            enc_n_layers=1,
+            enc_ff_dim=16,
+            enc_n_heads=1,
+            proj_out_dim=64,
+            proj_inner_dim=32,
+            gelu="tanh",
+            crop_scheme="grid",
+            resample="bicubic",
+        ),
     )
     model = build_random(config)
     from PIL import Image

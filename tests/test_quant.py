@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import GOLDEN
 from torch import nn
 
 from moonlet.eval.agreement import answer_agreement, golden_accuracy
@@ -17,8 +18,6 @@ from moonlet.quant import (
     quantize_,
     unpack_nibbles,
 )
-
-from conftest import GOLDEN
 
 # Relative first-token logit error, max |Δ| / max |reference|, text decoder quantised, float32.
 # Measured on the golden cases: int8 0.011-0.014, int4 (group 128) 0.18-0.20.
@@ -186,9 +185,17 @@ def test_int8_answers_agree_with_bfloat16_on_embedded_model_questions(tmp_path):
 
     # generator version 1's scenes: what the model was trained on, and fixed whatever the default becomes
     generate_dataset(tmp_path / "scenes", 3, seed=4242, truth=False, scene_config=SceneConfig.version1())
-    result = answer_agreement(None, tmp_path / "scenes", "int8", limit=AGREEMENT_QUESTIONS, batch_size=8,
-                              max_tokens=16)
+    result = answer_agreement(None, tmp_path / "scenes", "int8", limit=AGREEMENT_QUESTIONS, batch_size=8, max_tokens=16)
     assert result["questions"] == AGREEMENT_QUESTIONS and set(result["agreement_by_type"]) <= {
-        "color", "count", "count_relative", "exists", "position", "read", "relative_object", "shape", "where"}
+        "color",
+        "count",
+        "count_relative",
+        "exists",
+        "position",
+        "read",
+        "relative_object",
+        "shape",
+        "where",
+    }
     assert result["agreement"] >= AGREEMENT_FLOOR - 1e-9, result["agreement"]
     assert abs(result["reference_exact"] - result["quantised_exact"]) <= EXACT_GAP + 1e-9, result

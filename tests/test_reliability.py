@@ -23,15 +23,15 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-import pytest
-
 import fastapi  # noqa: F401
 import httpx
+import numpy as np
+import pytest
 from PIL import Image  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 from conftest import GOLDEN_MODEL as MODEL_DIR  # noqa: E402
+
 GREEDY = {"temperature": 0, "max_tokens": 6}
 LONG = {"temperature": 0, "max_tokens": 2000}  # seconds of decoding on the tiny model
 
@@ -108,7 +108,9 @@ def png_header_only(width: int, height: int) -> bytes:
     """A PNG that declares width x height and holds almost no data: a decompression bomb's header."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     chunk = lambda kind, body: struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))  # noqa: E731
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 # --- images ---------------------------------------------------------------------------------
@@ -119,8 +121,16 @@ def png_header_only(width: int, height: int) -> bytes:
     [
         (b"", 400, "empty"),
         (b"this is not an image at all", 400, "not a recognised image format"),
-        (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>', 400, "not a recognised image format"),
-        (b"<!doctype html><html><body><img src=x onerror=alert(1)></body></html>", 400, "not a recognised image format"),
+        (
+            b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>',
+            400,
+            "not a recognised image format",
+        ),
+        (
+            b"<!doctype html><html><body><img src=x onerror=alert(1)></body></html>",
+            400,
+            "not a recognised image format",
+        ),
         (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, 400, "image_url"),  # a PNG signature and garbage
         (png_header_only(30000, 30000), 413, "over the limit"),  # refused from the header
     ],
@@ -156,7 +166,10 @@ def test_exif_orientation_is_applied(client):
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90° clockwise to display
     rotated = answer_for(client, encode(stored, "JPEG", quality=100, exif=exif), "image/jpeg")
-    expected = answer_for(client, encode(Image.open(io.BytesIO(encode(stored, "JPEG", quality=100))).transpose(Image.Transpose.ROTATE_270)))
+    expected = answer_for(
+        client,
+        encode(Image.open(io.BytesIO(encode(stored, "JPEG", quality=100))).transpose(Image.Transpose.ROTATE_270)),
+    )
     assert rotated == expected
 
 
@@ -201,10 +214,30 @@ def _png_url() -> str:
         ("/v1/caption", {"image_url": "", "lenght": "short"}, 422, "lenght: unknown field"),
         ("/v1/detect", {"image_url": "", "object": "x", "objects": 2}, 422, "objects: unknown field"),
         ("/v1/query", {"question": "x", "reasoning": True}, 422, "reasoning: not supported"),
-        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "temprature": 1}, 422, "temprature: unknown field"),
-        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x", "mood": 1}]}, 422, "messages.0.mood: unknown field"),
-        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}, 422, "tools: not supported"),
-        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}, 422, "response_format"),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": "x"}], "temprature": 1},
+            422,
+            "temprature: unknown field",
+        ),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": "x", "mood": 1}]},
+            422,
+            "messages.0.mood: unknown field",
+        ),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]},
+            422,
+            "tools: not supported",
+        ),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}},
+            422,
+            "response_format",
+        ),
         ("/api/generate", {"prompt": "x", "sytem": "y"}, 422, "sytem: unknown field"),
         ("/api/generate", {"prompt": "x", "system": "be brief"}, 422, "system: not supported"),
         ("/api/chat", {"messages": [{"role": "user", "content": "x"}], "format": "json"}, 422, "format: not supported"),
@@ -226,9 +259,19 @@ def _png_url() -> str:
         ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "top_p": 7}, 422, "top_p"),
         ("/api/generate", {"prompt": "x", "stream": False, "options": {"temperature": "hot"}}, 422, "temperature"),
         ("/v1/query", {"question": "x", "image_url": "data:image/png;base64,!!!"}, 400, "image_url: not valid base64"),
-        ("/v1/query", {"question": "x", "image_url": "data:image/png,rawbytes"}, 400, "image_url: data URLs must be base64"),
+        (
+            "/v1/query",
+            {"question": "x", "image_url": "data:image/png,rawbytes"},
+            400,
+            "image_url: data URLs must be base64",
+        ),
         ("/v1/query", {"question": "x", "image_url": "file:///etc/passwd"}, 400, "image_url: only data URLs"),
-        ("/v1/query", {"question": "x", "image_url": "http://169.254.169.254/latest/meta-data"}, 400, "image_url: image URLs are not fetched"),
+        (
+            "/v1/query",
+            {"question": "x", "image_url": "http://169.254.169.254/latest/meta-data"},
+            400,
+            "image_url: image URLs are not fetched",
+        ),
     ],
 )
 def test_bad_fields_are_named_and_the_server_keeps_serving(client, path, body, status, needle):
@@ -248,7 +291,9 @@ def test_overlong_question_is_refused_with_the_allowed_length(client):
     assert "at most" in reply.json()["error"] and "question" in reply.json()["error"]
 
 
-@pytest.mark.parametrize("name", ["céfé 🐱", "\u202eobject", "zero\u200bwidth", "e\u0301\u0301\u0301", "象", "\t tab\nnewline"])
+@pytest.mark.parametrize(
+    "name", ["céfé 🐱", "\u202eobject", "zero\u200bwidth", "e\u0301\u0301\u0301", "象", "\t tab\nnewline"]
+)
 def test_odd_unicode_in_object_names_is_handled(client, name):
     for path in ("/v1/detect", "/v1/point"):
         reply = client.post(path, json={"image_url": _png_url(), "object": name, "settings": {"max_objects": 3}})
@@ -336,7 +381,20 @@ def test_graceful_shutdown_finishes_in_flight_requests():
     """SIGTERM while a stream is being written: the stream completes, then the process exits 0."""
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "moonlet", "serve", "--model", str(MODEL_DIR), "--device", "cpu", "--port", str(port), "--log-level", "warning"]
+    command = [
+        sys.executable,
+        "-m",
+        "moonlet",
+        "serve",
+        "--model",
+        str(MODEL_DIR),
+        "--device",
+        "cpu",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -350,7 +408,9 @@ def test_graceful_shutdown_finishes_in_flight_requests():
             assert process.poll() is None and time.monotonic() < deadline, "server did not start"
             time.sleep(0.2)
         settings = {"temperature": 0, "max_tokens": 600}
-        with httpx.stream("POST", base + "/v1/query", json={"question": "Tell me.", "stream": True, "settings": settings}, timeout=60) as reply:
+        with httpx.stream(
+            "POST", base + "/v1/query", json={"question": "Tell me.", "stream": True, "settings": settings}, timeout=60
+        ) as reply:
             lines = reply.iter_lines()
             for line in lines:
                 if line.startswith("data: "):
@@ -371,7 +431,21 @@ def test_load_test_script_reports_every_request(tmp_path, capsys):
     """The loopback load test at 1× and 2× capacity: nothing lost, the server's count equals the clients'."""
     from moonlet.bench.loadtest import main
 
-    code = main(["--model", str(MODEL_DIR), "--max-concurrent", "2", "--levels", "1", "2", "--seconds", "1.0", "--max-tokens", "4"])
+    code = main(
+        [
+            "--model",
+            str(MODEL_DIR),
+            "--max-concurrent",
+            "2",
+            "--levels",
+            "1",
+            "2",
+            "--seconds",
+            "1.0",
+            "--max-tokens",
+            "4",
+        ]
+    )
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["loadtest"]
     assert code == 0 and [r["clients"] for r in report] == [2, 4]
     for row in report:

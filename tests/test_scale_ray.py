@@ -10,11 +10,10 @@ import socket
 from pathlib import Path
 
 import pytest
-
 import ray
 
-from moonlet.cli import build_parser, main  # noqa: E402
 from moonlet.batch.rows import TIMING  # noqa: E402
+from moonlet.cli import build_parser, main  # noqa: E402
 from moonlet.scale.sink import ShardSink  # noqa: E402
 
 GREEDY = {"temperature": 0, "max_tokens": 6}
@@ -73,7 +72,9 @@ def test_ray_rows_equal_moonlet_batch_and_bad_image_is_an_error_row(images, mode
 
 def test_manifest_with_per_row_prompts_and_parquet(images, model_dir, tmp_path):
     manifest = tmp_path / "manifest.jsonl"
-    lines = [{"id": f"q{i}", "image": str(images / f"{i:03d}.png"), "object": ["face", "circle"][i % 2]} for i in range(4)]
+    lines = [
+        {"id": f"q{i}", "image": str(images / f"{i:03d}.png"), "object": ["face", "circle"][i % 2]} for i in range(4)
+    ]
     lines.append({"id": "bad", "image": str(images / "broken.png"), "object": "face"})
     manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
     args = [str(manifest), "--key-column", "id", "--detect", "thing", "--max-objects", "2", "--model", model_dir]
@@ -86,8 +87,8 @@ def test_manifest_with_per_row_prompts_and_parquet(images, model_dir, tmp_path):
 
 
 def test_interrupted_run_resumes_with_every_row_once(images, model_dir, tmp_path):
-    from moonlet.scale.pipeline import run_pipeline
     from moonlet.batch.rows import Task
+    from moonlet.scale.pipeline import run_pipeline
 
     out = tmp_path / "ray"
     task = Task(max_tokens=4, model=model_dir)
@@ -104,7 +105,20 @@ def test_interrupted_run_resumes_with_every_row_once(images, model_dir, tmp_path
 
 
 def test_ray_data_generation_is_byte_identical(tmp_path):
-    common = ["data", "generate", "--count", "40", "--seed", "3", "--shard-size", "15", "--size", "64", "--questions", "3"]
+    common = [
+        "data",
+        "generate",
+        "--count",
+        "40",
+        "--seed",
+        "3",
+        "--shard-size",
+        "15",
+        "--size",
+        "64",
+        "--questions",
+        "3",
+    ]
     assert main([*common, "--out", str(tmp_path / "single")]) == 0
     assert main([*common, "--out", str(tmp_path / "ray"), "--ray"]) == 0
     files = lambda root: {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}  # noqa: E731
@@ -120,14 +134,16 @@ def _free_port() -> int:
 
 def test_serve_replica_answers_the_moondream_client(model_dir, images):
     import moondream
+    from PIL import Image
+
     import moonlet
     from moonlet.scale.serve import start
     from moonlet.server.cli import app_options
-    from PIL import Image
 
     port = _free_port()
-    args = build_parser().parse_args(["serve", "--model", model_dir, "--device", "cpu", "--port", str(port),
-                                      "--api-key", KEY, "--replicas", "1"])
+    args = build_parser().parse_args(
+        ["serve", "--model", model_dir, "--device", "cpu", "--port", str(port), "--api-key", KEY, "--replicas", "1"]
+    )
     start(args, app_options(args))
     md = moondream.vl(endpoint=f"http://127.0.0.1:{port}/v1", api_key=KEY)
     picture = Image.open(images / "000.png").convert("RGB")
@@ -138,5 +154,7 @@ def test_serve_replica_answers_the_moondream_client(model_dir, images):
     pieces = list(md.query(picture, "What is this?", stream=True, settings=GREEDY)["answer"])
     assert pieces and "".join(pieces) == expected
     limit = {"max_objects": 2}
-    assert md.detect(picture, "face", settings=limit)["objects"] == local.detect(sent, "face", settings=limit)["objects"]
+    assert (
+        md.detect(picture, "face", settings=limit)["objects"] == local.detect(sent, "face", settings=limit)["objects"]
+    )
     assert md.point(picture, "face", settings=limit)["points"] == local.point(sent, "face", settings=limit)["points"]

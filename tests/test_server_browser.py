@@ -19,14 +19,18 @@ import pytest
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # test artifacts (git-ignored)
 import fastapi  # noqa: F401
 import uvicorn  # noqa: F401
+from conftest import GOLDEN_MODEL as MODEL_DIR  # noqa: E402
 from playwright import sync_api
 
-from conftest import GOLDEN_MODEL as MODEL_DIR  # noqa: E402
 KEY = "browser-key"
 CHROMIUM = os.environ.get("MOONLET_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
 ]
 
 
@@ -107,14 +111,15 @@ def _replayed(base: str, request) -> httpx.Response:
     key = request.headers.get("x-moondream-auth")
     if key is not None:
         headers["X-Moondream-Auth"] = key
-    return httpx.post(base + request.url.removeprefix(base), content=request.post_data_buffer, headers=headers,
-                      timeout=60)
+    return httpx.post(
+        base + request.url.removeprefix(base), content=request.post_data_buffer, headers=headers, timeout=60
+    )
 
 
 def _streamed_text(reply: httpx.Response) -> str:
     """The text of an SSE reply: its chunks joined, as the page joins them."""
     assert reply.status_code == 200, reply.text
-    events = [json.loads(line[len("data: "):]) for line in reply.text.splitlines() if line.startswith("data: ")]
+    events = [json.loads(line[len("data: ") :]) for line in reply.text.splitlines() if line.startswith("data: ")]
     assert events[-1]["completed"] and "error" not in events[-1], events[-1]
     return "".join(e["chunk"] for e in events if isinstance(e.get("chunk"), str))
 

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import base64
 import io
-from pathlib import Path
-
-import pytest
 
 import fastapi  # noqa: F401
+import pytest
 import uvicorn  # noqa: F401
+from conftest import GOLDEN_MODEL as MODEL_DIR  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from conftest import GOLDEN_MODEL as MODEL_DIR  # noqa: E402
 KEY = "client-test-key"
 GREEDY = {"temperature": 0, "max_tokens": 12}
 QUESTION = "What is in the picture?"
@@ -63,6 +61,7 @@ def data_url(jpeg):
 @pytest.fixture(scope="module")
 def md(server):
     import moondream
+
     return moondream.vl(endpoint=f"{server[0]}/v1", api_key=KEY)
 
 
@@ -106,8 +105,9 @@ def test_moondream_client_chat_goes_through_openai_route(server, md, picture, da
 
 
 def test_moondream_client_with_wrong_key_gets_401(server, picture):
-    import moondream
     import urllib.error
+
+    import moondream
 
     with pytest.raises(urllib.error.HTTPError) as caught:
         moondream.vl(endpoint=f"{server[0]}/v1", api_key="wrong").caption(picture, settings=GREEDY)
@@ -120,19 +120,25 @@ def test_moondream_client_with_wrong_key_gets_401(server, picture):
 @pytest.fixture(scope="module")
 def oa(server):
     import openai
+
     return openai.OpenAI(base_url=f"{server[0]}/v1", api_key=KEY, max_retries=0)
 
 
 def _chat_messages(data_url):
     return [
         {"role": "system", "content": "You are terse."},
-        {"role": "user", "content": [{"type": "text", "text": QUESTION}, {"type": "image_url", "image_url": {"url": data_url}}]},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": QUESTION}, {"type": "image_url", "image_url": {"url": data_url}}],
+        },
     ]
 
 
 def test_openai_chat_completion_with_image(server, oa, data_url, jpeg):
     expected = direct(server[1], lambda m: m.query(jpeg, QUESTION, settings=GREEDY)["answer"])
-    reply = oa.chat.completions.create(model="moondream-test", messages=_chat_messages(data_url), temperature=0, max_tokens=12)
+    reply = oa.chat.completions.create(
+        model="moondream-test", messages=_chat_messages(data_url), temperature=0, max_tokens=12
+    )
     choice = reply.choices[0]
     assert choice.message.content == expected and choice.message.role == "assistant"
     assert choice.finish_reason == "length"
@@ -143,8 +149,12 @@ def test_openai_streaming_with_usage(server, oa, data_url, jpeg):
     expected = direct(server[1], lambda m: m.query(jpeg, QUESTION, settings=GREEDY)["answer"])
     chunks = list(
         oa.chat.completions.create(
-            model="moondream-test", messages=_chat_messages(data_url), temperature=0, max_tokens=12,
-            stream=True, stream_options={"include_usage": True},
+            model="moondream-test",
+            messages=_chat_messages(data_url),
+            temperature=0,
+            max_tokens=12,
+            stream=True,
+            stream_options={"include_usage": True},
         )
     )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -178,6 +188,7 @@ def test_openai_models_and_errors(server, oa):
 @pytest.fixture(scope="module")
 def ol(server):
     import ollama
+
     return ollama.Client(host=server[0], headers={"Authorization": f"Bearer {KEY}"})
 
 
@@ -190,7 +201,9 @@ def test_ollama_generate_and_stream(server, ol, jpeg):
     assert reply.response == expected and reply.done and reply.done_reason == "length"
     assert reply.eval_count == 12 and reply.prompt_eval_count > 700
     assert reply.total_duration >= reply.eval_duration > 0 and reply.prompt_eval_duration > 0
-    parts = list(ol.generate(model="moondream-test", prompt=QUESTION, images=[jpeg], options=OLLAMA_OPTIONS, stream=True))
+    parts = list(
+        ol.generate(model="moondream-test", prompt=QUESTION, images=[jpeg], options=OLLAMA_OPTIONS, stream=True)
+    )
     assert "".join(p.response for p in parts) == expected
     assert parts[-1].done and parts[-1].eval_count == 12 and not any(p.done for p in parts[:-1])
 

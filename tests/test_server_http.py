@@ -8,16 +8,14 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-
-import pytest
 
 import fastapi  # noqa: F401
-import uvicorn  # noqa: F401
 import httpx
+import pytest
+import uvicorn  # noqa: F401
+from conftest import GOLDEN_MODEL as MODEL_DIR  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from conftest import GOLDEN_MODEL as MODEL_DIR  # noqa: E402
 KEY = "http-test-key"
 AUTH = {"X-Moondream-Auth": KEY}
 GREEDY = {"temperature": 0, "max_tokens": 8}
@@ -92,7 +90,16 @@ def test_web_page_is_served_without_a_key(base):
     reply = httpx.get(f"{base}/")
     assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/html")
     page = reply.text
-    for needle in ("getUserMedia", "/v1/caption", "/v1/query", "\"/v1/\" + skill", "detect", "point", "<canvas", "X-Moondream-Auth"):
+    for needle in (
+        "getUserMedia",
+        "/v1/caption",
+        "/v1/query",
+        '"/v1/" + skill',
+        "detect",
+        "point",
+        "<canvas",
+        "X-Moondream-Auth",
+    ):
         assert needle in page
     assert "http://" not in page.replace("http://www.w3.org", "") and "https://" not in page  # no CDN
 
@@ -117,7 +124,9 @@ def test_caption_reply_has_figures(client, state, png, url):
 
 def test_query_stream_events(client, state, png, url):
     expected = direct(state, lambda m: m.query(png, "Any colour?", settings=GREEDY)["answer"])
-    reply = client.post("/v1/query", json={"image_url": url, "question": "Any colour?", "stream": True, "settings": GREEDY})
+    reply = client.post(
+        "/v1/query", json={"image_url": url, "question": "Any colour?", "stream": True, "settings": GREEDY}
+    )
     assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/event-stream")
     events = sse_events(reply.text)
     assert all(e["completed"] is False for e in events[:-1]) and events[-1]["completed"] is True
@@ -146,11 +155,19 @@ def test_bare_base64_and_urlsafe_are_accepted(client, png):
 
 def test_chat_completions_raw(client, state, png, url):
     expected = direct(state, lambda m: m.query(png, "Hi?", settings=GREEDY)["answer"])
-    messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "Hi?"}]}]
-    body = client.post("/v1/chat/completions", json={"messages": messages, "temperature": 0, "max_completion_tokens": 8}).json()
+    messages = [
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "Hi?"}]}
+    ]
+    body = client.post(
+        "/v1/chat/completions", json={"messages": messages, "temperature": 0, "max_completion_tokens": 8}
+    ).json()
     assert body["object"] == "chat.completion" and body["choices"][0]["message"]["content"] == expected
     assert body["usage"]["completion_tokens"] == 8 and body["metrics"]["output_tokens"] == 8
-    events = sse_events(client.post("/v1/chat/completions", json={"messages": messages, "temperature": 0, "max_tokens": 8, "stream": True}).text)
+    events = sse_events(
+        client.post(
+            "/v1/chat/completions", json={"messages": messages, "temperature": 0, "max_tokens": 8, "stream": True}
+        ).text
+    )
     assert events[-1] == "[DONE]" and events[0]["choices"][0]["delta"]["role"] == "assistant"
     assert "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-1]) == expected
 
@@ -158,7 +175,10 @@ def test_chat_completions_raw(client, state, png, url):
 def test_ollama_generate_streams_ndjson_by_default(client, state, png):
     expected = direct(state, lambda m: m.query(png, "Hi?", settings=GREEDY)["answer"])
     image = base64.b64encode(png).decode()
-    reply = client.post("/api/generate", json={"model": "tiny", "prompt": "Hi?", "images": [image], "options": {"temperature": 0, "num_predict": 8}})
+    reply = client.post(
+        "/api/generate",
+        json={"model": "tiny", "prompt": "Hi?", "images": [image], "options": {"temperature": 0, "num_predict": 8}},
+    )
     assert reply.headers["content-type"].startswith("application/x-ndjson")
     lines = [json.loads(line) for line in reply.text.splitlines() if line]
     assert "".join(line["response"] for line in lines) == expected
@@ -173,7 +193,11 @@ def test_ollama_chat_and_load_request(client, state, png):
     expected = direct(state, lambda m: m.caption(png, settings=GREEDY)["caption"])
     body = client.post(
         "/api/chat",
-        json={"stream": False, "messages": [{"role": "user", "content": "", "images": [image]}], "options": {"temperature": 0, "num_predict": 8}},
+        json={
+            "stream": False,
+            "messages": [{"role": "user", "content": "", "images": [image]}],
+            "options": {"temperature": 0, "num_predict": 8},
+        },
     ).json()
     assert body["message"]["content"] == expected  # an image without text is captioned
     loaded = client.post("/api/generate", json={"model": "tiny", "stream": False}).json()
@@ -187,7 +211,12 @@ def test_ollama_chat_and_load_request(client, state, png):
     "path, body, status, needle",
     [
         ("/v1/query", {"image_url": "data:image/jpeg;base64,@@@@", "question": "x"}, 400, "image_url"),
-        ("/v1/query", {"image_url": "data:image/png;base64," + base64.b64encode(b"hello").decode(), "question": "x"}, 400, "image_url"),
+        (
+            "/v1/query",
+            {"image_url": "data:image/png;base64," + base64.b64encode(b"hello").decode(), "question": "x"},
+            400,
+            "image_url",
+        ),
         ("/v1/query", {"image_url": "https://example.com/cat.jpg", "question": "x"}, 400, "image_url"),
         ("/v1/query", {"image_url": "data:image/png,notbase64", "question": "x"}, 400, "image_url"),
         ("/v1/caption", {}, 422, "image_url: Field required"),
@@ -201,8 +230,18 @@ def test_ollama_chat_and_load_request(client, state, png):
         ("/v1/detect", {"image_url": "", "object": ""}, 400, "image_url"),
         ("/v1/chat/completions", {"messages": []}, 422, "messages"),
         ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "n": 2}, 422, "n"),
-        ("/v1/chat/completions", {"messages": [{"role": "user", "content": [{"type": "audio"}]}]}, 422, "messages.0.content.0.type"),
-        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "max_tokens": "many"}, 422, "max_tokens"),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": [{"type": "audio"}]}]},
+            422,
+            "messages.0.content.0.type",
+        ),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": "x"}], "max_tokens": "many"},
+            422,
+            "max_tokens",
+        ),
         ("/api/generate", {"prompt": "x", "images": ["%%%"]}, 400, "images.0"),
         ("/api/generate", {"prompt": "x", "options": {"num_predict": "lots"}}, 422, "num_predict"),
         ("/api/chat", {"messages": [{"role": "system", "content": "x"}]}, 422, "messages"),
@@ -284,8 +323,11 @@ def _wait_for_depth(state, depth, timeout=20.0):
 
 def _batch_histogram(client) -> tuple[int, float]:
     """(engine runs, rows decoded) from /metrics' moonlet_batch_size histogram."""
-    values = dict(line.rsplit(" ", 1) for line in client.get("/metrics").text.splitlines()
-                  if line.startswith("moonlet_batch_size_"))
+    values = dict(
+        line.rsplit(" ", 1)
+        for line in client.get("/metrics").text.splitlines()
+        if line.startswith("moonlet_batch_size_")
+    )
     return int(values["moonlet_batch_size_count"]), float(values["moonlet_batch_size_sum"])
 
 
@@ -310,8 +352,9 @@ def test_concurrent_requests_are_decoded_together(client, state, png, url, monke
     runs = _recording_engine_runs(monkeypatch, state)
 
     before = _batch_histogram(client)
-    one_by_one = [client.post("/v1/query", json={"image_url": url, "question": q, "settings": settings}).json()
-                  for q in questions]
+    one_by_one = [
+        client.post("/v1/query", json={"image_url": url, "question": q, "settings": settings}).json() for q in questions
+    ]
     assert [r["answer"] for r in one_by_one] == expected and all(r["metrics"]["batch_size"] == 1 for r in one_by_one)
     assert runs == [1] * len(questions)
     after_sequential = _batch_histogram(client)
@@ -380,8 +423,11 @@ def test_client_hanging_up_frees_the_worker(client, state, monkeypatch, stream):
             ended.set()
 
     monkeypatch.setattr(state.model.engine, "generate_stream", counted)
-    body = {"question": "Tell me everything.", "stream": stream,
-            "settings": {"temperature": 0, "max_tokens": long_tokens}}
+    body = {
+        "question": "Tell me everything.",
+        "stream": stream,
+        "settings": {"temperature": 0, "max_tokens": long_tokens},
+    }
     with pytest.raises(httpx.ReadTimeout):
         with client.stream("POST", "/v1/query", json=body, timeout=0.5) as reply:  # the client gives up
             for _ in reply.iter_bytes():

@@ -15,9 +15,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
-
 import fastapi  # noqa: F401
+import pytest
 from PIL import Image  # noqa: E402
 
 from moonlet.generation.engine import LENGTH, STOP, Step  # noqa: E402
@@ -74,7 +73,7 @@ def test_error_bodies_per_protocol():
 
 
 def test_metrics_text_format():
-    metrics = Metrics("some \"model\"\n", queue_depth=lambda: 3)
+    metrics = Metrics('some "model"\n', queue_depth=lambda: 3)
     metrics.request_started()
     metrics.request_finished("/v1/query", 200, 0.2)
     metrics.request_started()
@@ -179,6 +178,7 @@ def test_serve_parser_defaults():
 def test_run_serve_end_to_end():
     """The serve command in a subprocess: it comes up, enforces the env key, stops on Ctrl-C."""
     import httpx
+
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -217,7 +217,8 @@ def test_run_serve_end_to_end():
 
 
 @pytest.mark.parametrize(
-    "flag, value", [("--max-queue", "0"), ("--max-concurrent", "-1"), ("--request-timeout", "0"), ("--max-body-mb", "0")]
+    "flag, value",
+    [("--max-queue", "0"), ("--max-concurrent", "-1"), ("--request-timeout", "0"), ("--max-body-mb", "0")],
 )
 def test_serve_refuses_limits_out_of_range_by_flag(flag, value, capsys):
     from moonlet.server.cli import add_serve_parser, run_serve

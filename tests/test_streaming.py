@@ -69,7 +69,7 @@ def test_accented_letters_are_never_split():
 
 def test_cjk_flushes_after_every_complete_character():
     streamer = TextStreamer(decode)
-    returned = [streamer.push(byte) for byte in "日本語".encode("utf-8")]
+    returned = [streamer.push(byte) for byte in "日本語".encode()]
     # three bytes each: nothing until a character is complete, then that character alone
     assert returned == ["", "", "日", "", "", "本", "", "", "語"]
     assert streamer.finish() == ""
@@ -81,14 +81,14 @@ def test_cjk_releases_a_pending_latin_word_with_it():
 
 def test_emoji_waits_for_all_four_bytes():
     streamer = TextStreamer(decode)
-    returned = [streamer.push(byte) for byte in "😀 ok".encode("utf-8")]
+    returned = [streamer.push(byte) for byte in "😀 ok".encode()]
     assert returned == ["", "", "", "", "😀 ", "", ""]
     assert streamer.finish() == "ok"
 
 
 def test_finish_on_an_incomplete_character_returns_the_replacement():
     streamer = TextStreamer(decode)
-    for byte in "a é".encode("utf-8")[:-1]:  # the last byte of é is missing
+    for byte in "a é".encode()[:-1]:  # the last byte of é is missing
         streamer.push(byte)
     assert streamer.finish() == "\ufffd"  # "a " already went out
 
@@ -104,9 +104,7 @@ def test_is_cjk():
 
 # --- many strings ----------------------------------------------------------------------------
 
-ALPHABET = st.sampled_from(
-    list("ab yz") + ["\n", "é", "ß", "日", "本", "語", "😀", "€", "क", "\ufffd", "  "]
-)
+ALPHABET = st.sampled_from(list("ab yz") + ["\n", "é", "ß", "日", "本", "語", "😀", "€", "क", "\ufffd", "  "])
 
 
 @settings(max_examples=300, deadline=None)
@@ -159,8 +157,6 @@ def test_random_strings_with_fixed_seed():
     assert seen_multi_piece > 400  # the property is exercised on real splits, not one-piece outputs
 
 
-@pytest.mark.parametrize(
-    "text", ["日本語のテキスト", "hello 世界\n再见 world", "👍🏽 ok\n", "a\u0301 b"]
-)
+@pytest.mark.parametrize("text", ["日本語のテキスト", "hello 世界\n再见 world", "👍🏽 ok\n", "a\u0301 b"])
 def test_examples_join_back(text):
     check_stream(text)

@@ -30,7 +30,10 @@ REPO = Path(__file__).resolve().parents[1]
 def dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("scenes")
     generate_dataset(
-        out, count=8, seed=3, shard_size=4,
+        out,
+        count=8,
+        seed=3,
+        shard_size=4,
         scene_config=SceneConfig(width=64, height=64, max_objects=3, text_probability=0.5),
         annotation_config=AnnotationConfig(caption_lengths=("short",), questions=3, detect=1, point=1),
     )
@@ -47,8 +50,16 @@ def tiny_model(tokenizer, seed=0):
     config = replace(
         base,
         text=TextConfig(dim=32, ff_dim=64, n_layers=2, n_heads=1, n_kv_heads=1, vocab_size=320, max_context=512),
-        vision=VisionConfig(enc_dim=16, enc_n_layers=1, enc_ff_dim=32, enc_n_heads=1, proj_out_dim=32,
-                            proj_inner_dim=32, crop_size=28, crop_scheme="single"),
+        vision=VisionConfig(
+            enc_dim=16,
+            enc_n_layers=1,
+            enc_ff_dim=32,
+            enc_n_heads=1,
+            proj_out_dim=32,
+            proj_inner_dim=32,
+            crop_size=28,
+            crop_scheme="single",
+        ),
         region=RegionConfig(dim=32, inner_dim=32, coord_out_dim=64, size_out_dim=128),
         tokenizer=tokenizer_config_for(tokenizer, base.tokenizer),
     )
@@ -56,8 +67,19 @@ def tiny_model(tokenizer, seed=0):
 
 
 def config(dataset, out, **changes):
-    values = dict(data=str(dataset), out=str(out), steps=6, batch_size=4, warmup=2, lr=3e-3, progress=False,
-                  save_every=0, eval_every=0, log_every=1, rows_per_image=4)
+    values = dict(
+        data=str(dataset),
+        out=str(out),
+        steps=6,
+        batch_size=4,
+        warmup=2,
+        lr=3e-3,
+        progress=False,
+        save_every=0,
+        eval_every=0,
+        log_every=1,
+        rows_per_image=4,
+    )
     values.update(changes)
     return TrainConfig(**values)
 
@@ -146,9 +168,12 @@ def test_exported_model_loads_and_answers(dataset, tokenizer, tmp_path):
     greedy = in_memory.sampling({"max_tokens": 8, "temperature": 0})
     decoded = [m.engine.generate([TextRequest(m.encode_image(image), prompt, greedy)])[0] for m in (loaded, in_memory)]
     assert len(decoded[0]) == 8 and decoded[0] == decoded[1]
-    for call, argument, settings in (("query", "How many shapes are there?", {"temperature": 0}),
-                                     ("caption", "short", {"temperature": 0}), ("detect", "circle", None),
-                                     ("point", "circle", None)):
+    for call, argument, settings in (
+        ("query", "How many shapes are there?", {"temperature": 0}),
+        ("caption", "short", {"temperature": 0}),
+        ("detect", "circle", None),
+        ("point", "circle", None),
+    ):
         expected = getattr(in_memory, call)(image, argument, settings=settings)
         assert getattr(loaded, call)(image, argument, settings=settings) == expected, call
 
@@ -156,20 +181,61 @@ def test_exported_model_loads_and_answers(dataset, tokenizer, tmp_path):
 def test_torchrun_two_processes_match_one(dataset, tokenizer, tmp_path):
     """DDP on CPU (gloo) over 2 ranks gives the single-process trajectory."""
     tokenizer.backend.save(str(tmp_path / "tokenizer.json"))
-    common = ["--data", str(dataset), "--profile", "moonlet-nano", "--tokenizer", str(tmp_path / "tokenizer.json"),
-              "--steps", "3", "--batch-size", "4", "--warmup", "1", "--save-every", "0", "--eval-every", "0",
-              "--log-every", "1", "--device", "cpu"]
+    common = [
+        "--data",
+        str(dataset),
+        "--profile",
+        "moonlet-nano",
+        "--tokenizer",
+        str(tmp_path / "tokenizer.json"),
+        "--steps",
+        "3",
+        "--batch-size",
+        "4",
+        "--warmup",
+        "1",
+        "--save-every",
+        "0",
+        "--eval-every",
+        "0",
+        "--log-every",
+        "1",
+        "--device",
+        "cpu",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    single = subprocess.run([sys.executable, "-m", "moonlet", "train", "--out", str(tmp_path / "one"), *common],
-                            env=env, capture_output=True, text=True, timeout=600)
+    single = subprocess.run(
+        [sys.executable, "-m", "moonlet", "train", "--out", str(tmp_path / "one"), *common],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert single.returncode == 0, single.stderr[-2000:]
-    double = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                             "--master_port", "29533",
-                             "-m", "moonlet", "train", "--out", str(tmp_path / "two"), *common],
-                            env=env, capture_output=True, text=True, timeout=600)
+    double = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29533",
+            "-m",
+            "moonlet",
+            "train",
+            "--out",
+            str(tmp_path / "two"),
+            *common,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert double.returncode == 0, double.stderr[-2000:]
-    one = [json.loads(l)["loss"] for l in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
-    two = [json.loads(l)["loss"] for l in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    one = [json.loads(line)["loss"] for line in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
+    two = [json.loads(line)["loss"] for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
     assert len(one) == len(two) == 3
     assert two == pytest.approx(one, rel=1e-3)
 
@@ -185,15 +251,16 @@ def test_soft_bin_targets_peak_at_the_target():
 
 
 def test_region_weight_and_soft_labels_change_the_loss(dataset, tokenizer):
+    from moonlet.prompts import PromptBuilder
     from moonlet.train.batch import pack
     from moonlet.train.objective import LossWeights, losses
-    from moonlet.prompts import PromptBuilder
     from moonlet.train.sequences import SequenceBuilder
 
     model = tiny_model(tokenizer)
     builder = SequenceBuilder(model.config, PromptBuilder(model.config.tokenizer, tokenizer))
-    rows = ([r for r in iter_rows(dataset) if r.kind == "detect" and r.boxes][:1]
-            + [r for r in iter_rows(dataset) if r.kind == "query"][:1])
+    rows = [r for r in iter_rows(dataset) if r.kind == "detect" and r.boxes][:1] + [
+        r for r in iter_rows(dataset) if r.kind == "query"
+    ][:1]
     crops = model.crops(rows[0].image)
     batch = pack([(crops.normalized(), crops.tiling, [builder.from_row(r) for r in rows])], model.config.prefix_len)
     with torch.no_grad():

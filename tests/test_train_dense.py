@@ -6,10 +6,10 @@ import json
 
 import torch
 from safetensors import safe_open
+from test_train import dataset, tiny_model, tokenizer  # noqa: F401  (fixtures)
 
 from moonlet.train.dense import COLOUR_CLASSES, SHAPE_CLASSES, scene_targets
-from moonlet.train.trainer import Trainer, TrainConfig
-from test_train import dataset, tiny_model, tokenizer  # noqa: F401  (fixtures)
+from moonlet.train.trainer import TrainConfig, Trainer
 
 SCENE = {
     "objects": [
@@ -37,8 +37,21 @@ def test_dense_head_trains_resumes_exactly_and_is_not_exported(dataset, tokenize
     """With the constant rate of warmup-stable-decay, a run of 2 steps extended to 4 is the run of 4."""
 
     def run(out, steps, resume=False):
-        config = TrainConfig(data=str(dataset), out=str(out), steps=steps, batch_size=4, warmup=1, lr=3e-3, schedule="wsd",
-                             save_every=2, eval_every=0, log_every=1, progress=False, dense_weight=1.0, rows_per_image=3)
+        config = TrainConfig(
+            data=str(dataset),
+            out=str(out),
+            steps=steps,
+            batch_size=4,
+            warmup=1,
+            lr=3e-3,
+            schedule="wsd",
+            save_every=2,
+            eval_every=0,
+            log_every=1,
+            progress=False,
+            dense_weight=1.0,
+            rows_per_image=3,
+        )
         trainer = Trainer(tiny_model(tokenizer), tokenizer, config)
         return trainer, trainer.fit(resume=resume)
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_train import dataset, tiny_model, tokenizer  # noqa: F401  (fixtures)
 
 from moonlet.data.reader import iter_rows
 from moonlet.prompts import PromptBuilder
 from moonlet.train.batch import pack
 from moonlet.train.objective import LossWeights, batch_weight, losses, parse_task_weights
 from moonlet.train.sequences import SequenceBuilder
-from test_train import dataset, tiny_model, tokenizer  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from moonlet.train.trainer import Trainer, TrainConfig, learning_rate_factor
 from test_train import dataset, tiny_model, tokenizer  # noqa: F401  (fixtures)
+
+from moonlet.train.trainer import TrainConfig, Trainer, learning_rate_factor
 
 
 def test_wsd_warms_up_holds_then_cools_down_linearly():
@@ -29,8 +29,19 @@ def test_schedule_settings_are_checked():
 
 
 def test_dev_figures_reach_the_metrics_log(dataset, tokenizer, tmp_path):  # noqa: F811
-    config = TrainConfig(data=str(dataset), out=str(tmp_path / "run"), steps=2, batch_size=4, warmup=1, eval_every=2,
-                         save_every=0, log_every=1, progress=False, dev_data=str(dataset), dev_scenes=8)
+    config = TrainConfig(
+        data=str(dataset),
+        out=str(tmp_path / "run"),
+        steps=2,
+        batch_size=4,
+        warmup=1,
+        eval_every=2,
+        save_every=0,
+        log_every=1,
+        progress=False,
+        dev_data=str(dataset),
+        dev_scenes=8,
+    )
     Trainer(tiny_model(tokenizer), tokenizer, config).fit()
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert "dev_qa" not in rows[0]

@@ -7,17 +7,46 @@ import shutil
 
 import torch
 from safetensors.torch import load_file
+from test_train import dataset, tokenizer  # noqa: F401  (fixtures)
 
 from moonlet.cli import main
 from moonlet.train.cli import STOPPED_EARLY
-from test_train import dataset, tokenizer  # noqa: F401  (fixtures)
 
 
-def argv(dataset, tokenizer_file, out, state, steps, *extra):
-    return ["train", "--data", str(dataset), "--out", str(out), "--profile", "moonlet-nano", "--tokenizer",
-            str(tokenizer_file), "--steps", str(steps), "--batch-size", "4", "--warmup", "1", "--schedule", "wsd",
-            "--save-every", "2", "--eval-every", "0", "--log-every", "1", "--device", "cpu", "--rows-per-image", "3",
-            "--state-dir", str(state), "--resume", *extra]
+def argv(data, tokenizer_file, out, state, steps, *extra):
+    return [
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--profile",
+        "moonlet-nano",
+        "--tokenizer",
+        str(tokenizer_file),
+        "--steps",
+        str(steps),
+        "--batch-size",
+        "4",
+        "--warmup",
+        "1",
+        "--schedule",
+        "wsd",
+        "--save-every",
+        "2",
+        "--eval-every",
+        "0",
+        "--log-every",
+        "1",
+        "--device",
+        "cpu",
+        "--rows-per-image",
+        "3",
+        "--state-dir",
+        str(state),
+        "--resume",
+        *extra,
+    ]
 
 
 def losses(out):
@@ -30,7 +59,12 @@ def test_a_fresh_machine_resumes_from_the_state_dir(dataset, tokenizer, tmp_path
     assert main(argv(dataset, tmp_path / "tokenizer.json", tmp_path / "straight", tmp_path / "other", 4)) == 0
     assert main(argv(dataset, tmp_path / "tokenizer.json", tmp_path / "first", state, 2)) == 0
     assert sorted(p.name for p in state.iterdir()) == [
-        "config.json", "optimizer.safetensors", "tokenizer.json", "trainable.safetensors", "trainer_state.json"]
+        "config.json",
+        "optimizer.safetensors",
+        "tokenizer.json",
+        "trainable.safetensors",
+        "trainer_state.json",
+    ]
     weights = load_file(str(state / "trainable.safetensors"))
     moments = load_file(str(state / "optimizer.safetensors"))
     assert all(t.dtype == torch.float32 for t in weights.values())
@@ -46,8 +80,11 @@ def test_a_fresh_machine_resumes_from_the_state_dir(dataset, tokenizer, tmp_path
 
 def test_a_time_limit_saves_and_says_so(dataset, tokenizer, tmp_path, capsys):  # noqa: F811
     tokenizer.backend.save(str(tmp_path / "tokenizer.json"))
-    code = main(argv(dataset, tmp_path / "tokenizer.json", tmp_path / "run", tmp_path / "state", 50,
-                     "--stop-after-min", "0.0001"))
+    code = main(
+        argv(
+            dataset, tmp_path / "tokenizer.json", tmp_path / "run", tmp_path / "state", 50, "--stop-after-min", "0.0001"
+        )
+    )
     assert code == STOPPED_EARLY
     assert "run the same command again to continue" in capsys.readouterr().out
     assert not (tmp_path / "run" / "model").exists()  # nothing exported from an unfinished run

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 import transformers
 
-from moonlet.modeling import rotary  # noqa: E402
-from moonlet.modeling import text as text_module  # noqa: E402
 from moonlet.checkpoints.config_json import text_config_from_phi, vision_config_from_siglip  # noqa: E402
 from moonlet.checkpoints.convert_hf import phi_to_moonlet, siglip_to_moonlet  # noqa: E402
 from moonlet.generation.kv_cache import KVCache  # noqa: E402
+from moonlet.modeling import rotary  # noqa: E402
+from moonlet.modeling import text as text_module  # noqa: E402
 from moonlet.modeling.text import TextDecoder, attention_mask  # noqa: E402
 from moonlet.modeling.vision import VisionEncoder  # noqa: E402
 

@@ -17,8 +17,15 @@ from moonlet.modeling.vision import coordinate_channels, sincos_table
 from moonlet.profiles import PROFILES
 
 NANO = PROFILES["moonlet-nano"]
-ALL_ON = {"stem": "conv", "stem_channels": (8, 16), "enc_patch_size": 16, "crop_size": 64, "coord_channels": True,
-          "patch_norm": True, "position_table": "sincos"}
+ALL_ON = {
+    "stem": "conv",
+    "stem_channels": (8, 16),
+    "enc_patch_size": 16,
+    "crop_size": 64,
+    "coord_channels": True,
+    "patch_norm": True,
+    "position_table": "sincos",
+}
 
 
 def nano_with(**vision) -> moonlet.MoondreamConfig:

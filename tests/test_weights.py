@@ -8,15 +8,14 @@ import shutil
 
 import pytest
 import torch
+from conftest import GOLDEN
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 import moonlet
-from moonlet.config import ConfigError
 from moonlet.checkpoints.loading import ModelNotFoundError
 from moonlet.checkpoints.weights import WeightsError, target_name
-
-from conftest import GOLDEN
+from moonlet.config import ConfigError
 
 
 def test_layout_a_rules_match_the_reference_loader(golden_dir):
@@ -55,7 +54,9 @@ def test_wrong_shape_is_named(tmp_path, golden_dir):
         t["model.vision.pos_emb"] = torch.zeros(1, 700, 32)
 
     path = _copy_checkpoint(tmp_path, edit)
-    with pytest.raises(WeightsError, match=r"(?s)wrong shapes.*model.vision.pos_emb: file \(1, 700, 32\) vs model \(1, 729, 32\)"):
+    with pytest.raises(
+        WeightsError, match=r"(?s)wrong shapes.*model.vision.pos_emb: file \(1, 700, 32\) vs model \(1, 729, 32\)"
+    ):
         moonlet.load(path, device="cpu")
 
 
@@ -74,10 +75,19 @@ def test_code_shipped_with_a_checkpoint_is_never_run(tmp_path, golden_dir):
     path = _copy_checkpoint(tmp_path, lambda t: None)
     marker = tmp_path / "executed"
     payload = f"open({str(marker)!r}, 'w').write('ran')\n"
-    for name in ("hf_moondream.py", "moondream.py", "modeling_moondream.py", "configuration_moondream.py", "__init__.py"):
+    for name in (
+        "hf_moondream.py",
+        "moondream.py",
+        "modeling_moondream.py",
+        "configuration_moondream.py",
+        "__init__.py",
+    ):
         (path / name).write_text(payload)
     config = json.loads((path / "config.json").read_text())
-    config["auto_map"] = {"AutoConfig": "hf_moondream.HFMoondreamConfig", "AutoModelForCausalLM": "hf_moondream.HFMoondream"}
+    config["auto_map"] = {
+        "AutoConfig": "hf_moondream.HFMoondreamConfig",
+        "AutoModelForCausalLM": "hf_moondream.HFMoondream",
+    }
     (path / "config.json").write_text(json.dumps(config))
     model = moonlet.load(path, device="cpu")
     assert model.model is not None and not marker.exists()

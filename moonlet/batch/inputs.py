@@ -93,8 +93,10 @@ def read_manifest(source: str, image_column: str = "image", key_column: str | No
     for row in table.to_pylist():
         image = str(row[image_column])
         absolute = is_uri(image) or posixpath.isabs(image)
-        record = {"key": str(row[key_column]) if key_column else image,
-                  "image": image if absolute else (posixpath.join if is_uri(base) else os.path.join)(base, image)}
+        record = {
+            "key": str(row[key_column]) if key_column else image,
+            "image": image if absolute else (posixpath.join if is_uri(base) else os.path.join)(base, image),
+        }
         record.update({c: row.get(c) for c in PROMPT_COLUMNS})
         records.append(record)
     return records

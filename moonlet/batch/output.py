@@ -39,7 +39,7 @@ class ResumableJsonl:
         self.done = done_keys(self.path)
         self._handle = None
 
-    def __enter__(self) -> "ResumableJsonl":
+    def __enter__(self) -> ResumableJsonl:
         drop_torn_line(self.path)
         self._handle = self.path.open("a")
         return self

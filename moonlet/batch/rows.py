@@ -32,10 +32,18 @@ class Task:
     revision: str | None = None
 
     @classmethod
-    def from_args(cls, args) -> "Task":
+    def from_args(cls, args) -> Task:
         kind = "detect" if args.detect else "point" if args.point else "query" if args.question else "caption"
-        return cls(kind, args.length, args.question, args.detect or args.point, args.max_tokens,
-                   args.max_objects, args.model, args.revision)
+        return cls(
+            kind,
+            args.length,
+            args.question,
+            args.detect or args.point,
+            args.max_tokens,
+            args.max_objects,
+            args.model,
+            args.revision,
+        )
 
     def prompt(self, record: dict) -> dict:
         """The row's prompt fields for this record."""
@@ -84,8 +92,13 @@ def infer_rows(model, task: Task, decoded: list[tuple[dict, np.ndarray | None, s
                 results[item[0]] = {"error": str(exc) or type(exc).__name__}
     infer_s = time.perf_counter() - start
     return [
-        {"image": record["key"], **results[i], "model": task.model, "revision": task.revision,
-         TIMING: {"decode_s": round(decode_s, 6), "infer_s": round(infer_s, 6)}}
+        {
+            "image": record["key"],
+            **results[i],
+            "model": task.model,
+            "revision": task.revision,
+            TIMING: {"decode_s": round(decode_s, 6), "infer_s": round(infer_s, 6)},
+        }
         for i, (record, _, _, decode_s) in enumerate(decoded)
     ]
 

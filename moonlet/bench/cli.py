@@ -29,8 +29,17 @@ def run_kernels(args: argparse.Namespace, device: torch.device, dtype: torch.dty
     timings = kernel_timings(bench_config(args.config), device, dtype, rows, args.repeats)
     for m, row in timings.items():
         print(f"rows {m:>5}: " + "  ".join(f"{k} {v:.2f} ms" for k, v in row.items()))
-    print(json.dumps({"kernels_ms_per_layer": timings, "config": args.config, "device": str(device),
-                      "dtype": str(dtype).removeprefix("torch."), "threads": torch.get_num_threads()}))
+    print(
+        json.dumps(
+            {
+                "kernels_ms_per_layer": timings,
+                "config": args.config,
+                "device": str(device),
+                "dtype": str(dtype).removeprefix("torch."),
+                "threads": torch.get_num_threads(),
+            }
+        )
+    )
     return 0
 
 
@@ -44,8 +53,12 @@ def run_routes(args: argparse.Namespace, device: torch.device, dtype: torch.dtyp
     ours = measure_moonlet(model, plan)
     ours["peak_mem_mb"], ours["mem_before_mb"], ours["mem_after_load_mb"] = mib(peak_bytes(device)), before, after_load
     kv_len = plan.config.prefix_len + len(plan.prompt) + plan.new_tokens // 2
-    facts = {"per_token": decode_bytes_per_token(model, kv_len), "params": model.num_parameters(),
-             "full": full, "quant": quant}
+    facts = {
+        "per_token": decode_bytes_per_token(model, kv_len),
+        "params": model.num_parameters(),
+        "full": full,
+        "quant": quant,
+    }
     del model
     hf = None
     if not args.skip_transformers:
@@ -78,8 +91,9 @@ def run_bench(args: argparse.Namespace) -> int:
 
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("bench", help="measure speed and memory against the transformers route")
-    p.add_argument("--config", choices=["tiny", "real"], default="real",
-                   help="model dimensions (default: real 2025-06-21)")
+    p.add_argument(
+        "--config", choices=["tiny", "real"], default="real", help="model dimensions (default: real 2025-06-21)"
+    )
     add_model_arguments(p, model_help=MODEL_HELP)
     p.add_argument("--layers", type=int, help="keep only this many text and vision layers (quick runs)")
     p.add_argument("--context", type=int, help="text context (KV cache length; default: the profile's 2048)")
@@ -89,13 +103,19 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5, help="timed runs per figure; the median is reported")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs before timing")
     p.add_argument("--quant", choices=["none", *MODES], default="none", help="quantise moonlet's weights")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile moonlet's vision encoder and decode step (CUDA graphs on GPU); "
-                   "needs --warmup >= 1")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile moonlet's vision encoder and decode step (CUDA graphs on GPU); needs --warmup >= 1",
+    )
     p.add_argument("--quant-parts", default="text", help="parts to quantise: text,vision,region (default text)")
     p.add_argument("--hf-dtype", help="dtype of the transformers route (default: --dtype)")
-    p.add_argument("--hf-cache", choices=["auto", "static", "dynamic"], default="auto",
-                   help="transformers KV cache (auto: static on GPU, dynamic on CPU)")
+    p.add_argument(
+        "--hf-cache",
+        choices=["auto", "static", "dynamic"],
+        default="auto",
+        help="transformers KV cache (auto: static on GPU, dynamic on CPU)",
+    )
     p.add_argument("--skip-transformers", action="store_true", help="measure moonlet only")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--kernels", action="store_true", help="time the int8/int4 matmul kernels per layer instead")

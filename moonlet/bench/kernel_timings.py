@@ -40,9 +40,11 @@ def kernel_timings(
         xs = {t.dim: x, t.ff_dim: torch.randn(m, t.ff_dim, device=device).to(dtype)}
         row = {}
         for name, layers in variants.items():
-            def run():
+
+            def run(layers=layers, xs=xs):
                 for layer in layers:
                     layer(xs[layer.in_features])
+
             row[name] = 1e3 * median_time(run, device, plan_repeats, 1) / 2
         result[str(m)] = row
     return result

@@ -139,8 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     data = base64.b64encode(Path(args.image).read_bytes()).decode()
-    body = {"image_url": "data:image/png;base64," + data, "question": "How many shapes are there?",
-            "settings": {"temperature": 0, "max_tokens": args.max_tokens}}
+    body = {
+        "image_url": "data:image/png;base64," + data,
+        "question": "How many shapes are there?",
+        "settings": {"temperature": 0, "max_tokens": args.max_tokens},
+    }
     headers = {"X-Moondream-Auth": args.api_key} if args.api_key else {}
 
     async def levels(base: str) -> list[dict]:
@@ -159,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
 
         model = moonlet.load(args.model, device=args.device)
         app = create_app(
-            model, max_concurrent=args.max_concurrent, max_queue=args.max_queue or args.max_concurrent,
+            model,
+            max_concurrent=args.max_concurrent,
+            max_queue=args.max_queue or args.max_concurrent,
             max_batch=args.max_batch,
         )
         with running_server(app) as base:

@@ -22,15 +22,23 @@ def bench_config(kind: str, layers: int | None = None, context: int | None = Non
         config = replace(
             config,
             text=replace(config.text, dim=128, ff_dim=256, n_layers=2, vocab_size=2048, n_heads=2, n_kv_heads=2),
-            vision=replace(config.vision, enc_dim=32, enc_ff_dim=64, enc_n_layers=2, enc_n_heads=4,
-                           proj_out_dim=128, proj_inner_dim=128),
+            vision=replace(
+                config.vision,
+                enc_dim=32,
+                enc_ff_dim=64,
+                enc_n_layers=2,
+                enc_n_heads=4,
+                proj_out_dim=128,
+                proj_inner_dim=128,
+            ),
             region=replace(config.region, dim=128, inner_dim=128),
         )
     elif kind != "real":
         raise ValueError(f"unknown bench config {kind!r}")
     if layers:
-        config = replace(config, text=replace(config.text, n_layers=layers),
-                         vision=replace(config.vision, enc_n_layers=layers))
+        config = replace(
+            config, text=replace(config.text, n_layers=layers), vision=replace(config.vision, enc_n_layers=layers)
+        )
     if context:
         config = replace(config, text=replace(config.text, max_context=context))
     return config.validate()

@@ -41,21 +41,47 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         (root / "images").mkdir()
         _images(root / "images", args.images, args.size)
-        common = [str(root / "images"), "--batch-size", str(args.batch_size), "--max-tokens", str(args.max_tokens),
-                  "--device", "cpu", *(["--model", args.model] if args.model else [])]
+        common = [
+            str(root / "images"),
+            "--batch-size",
+            str(args.batch_size),
+            "--max-tokens",
+            str(args.max_tokens),
+            "--device",
+            "cpu",
+            *(["--model", args.model] if args.model else []),
+        ]
         runs = {}
         start = time.perf_counter()
         moonlet_main(["batch", *common, "--out", str(root / "single.jsonl")])
         runs["single"] = time.perf_counter() - start
         connect(args.ray)
         start = time.perf_counter()
-        moonlet_main(["batch", *common, "--out", str(root / "ray"), "--ray", args.ray, "--workers", str(args.workers),
-                      "--cpus-per-worker", str(args.cpus_per_worker)])
+        moonlet_main(
+            [
+                "batch",
+                *common,
+                "--out",
+                str(root / "ray"),
+                "--ray",
+                args.ray,
+                "--workers",
+                str(args.workers),
+                "--cpus-per-worker",
+                str(args.cpus_per_worker),
+            ]
+        )
         runs["ray"] = time.perf_counter() - start
     result = {name: {"seconds": round(s, 2), "images_per_s": round(args.images / s, 3)} for name, s in runs.items()}
     result["ratio_ray_over_single"] = round(runs["single"] / runs["ray"], 3)
-    settings = {"images": args.images, "size": args.size, "batch_size": args.batch_size, "max_tokens": args.max_tokens,
-                "workers": args.workers, "cpus_per_worker": args.cpus_per_worker}
+    settings = {
+        "images": args.images,
+        "size": args.size,
+        "batch_size": args.batch_size,
+        "max_tokens": args.max_tokens,
+        "workers": args.workers,
+        "cpus_per_worker": args.cpus_per_worker,
+    }
     print(json.dumps({**settings, **result}))
     return 0
 

@@ -72,8 +72,9 @@ def ratios(ours: dict, hf: dict | None) -> dict:
     return ratios
 
 
-def bench_result(args: argparse.Namespace, device: torch.device, dtype: torch.dtype, plan: Plan, routes: dict,
-                 bandwidth: float) -> dict:
+def bench_result(
+    args: argparse.Namespace, device: torch.device, dtype: torch.dtype, plan: Plan, routes: dict, bandwidth: float
+) -> dict:
     """The JSON result of a run: settings, both routes' figures, ratios and the bandwidth bound."""
     config, ours, hf, full = plan.config, routes["moonlet"], routes["transformers"], routes["full"]
     limit = bandwidth / routes["per_token"]
@@ -92,8 +93,10 @@ def bench_result(args: argparse.Namespace, device: torch.device, dtype: torch.dt
         "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "quant": routes["quant"],
         "depth": {
-            "text_layers": config.text.n_layers, "vision_layers": config.vision.enc_n_layers,
-            "text_layers_full": full.text.n_layers, "vision_layers_full": full.vision.enc_n_layers,
+            "text_layers": config.text.n_layers,
+            "vision_layers": config.vision.enc_n_layers,
+            "text_layers_full": full.text.n_layers,
+            "vision_layers_full": full.vision.enc_n_layers,
         },
         "parameters": routes["params"],
         "crops": len(plan.crops.pixels),

@@ -82,8 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     result = measure(model, Path(args.image), args.requests, args.max_tokens)
     print(f"{args.requests} requests, {args.max_tokens} tokens max, model {model.name} on {model.model.device}")
     print(f"  sequential  {result['sequential_s']:8.3f} s   (p50 {result['sequential_p50_s']:.3f} s)")
-    print(f"  concurrent  {result['concurrent_s']:8.3f} s   "
-          f"(p50 {result['concurrent_p50_s']:.3f} s, max {result['concurrent_max_s']:.3f} s)")
+    print(
+        f"  concurrent  {result['concurrent_s']:8.3f} s   "
+        f"(p50 {result['concurrent_p50_s']:.3f} s, max {result['concurrent_max_s']:.3f} s)"
+    )
     print(f"  speed-up    {result['speedup']:8.2f}x")
     print(json.dumps(result))
     return 0

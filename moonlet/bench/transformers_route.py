@@ -28,8 +28,12 @@ def hf_configs(config: MoondreamConfig):
     v, t = config.vision, config.text
     siglip = transformers.SiglipVisionConfig(**siglip_kwargs(v), vision_use_head=False, attn_implementation="sdpa")
     phi = transformers.PhiConfig(
-        **phi_kwargs(t), tie_word_embeddings=False, attn_implementation="sdpa",
-        pad_token_id=0, bos_token_id=config.tokenizer.bos_id, eos_token_id=None,
+        **phi_kwargs(t),
+        tie_word_embeddings=False,
+        attn_implementation="sdpa",
+        pad_token_id=0,
+        bos_token_id=config.tokenizer.bos_id,
+        eos_token_id=None,
     )
     back_v = vision_config_from_siglip(siglip)
     back_t = text_config_from_phi(phi)
@@ -112,9 +116,15 @@ class HFRoute:
     def generate(self, ids: torch.Tensor, cache, tokens: int, streamer=None, embeds: torch.Tensor | None = None):
         inputs = {"inputs_embeds": embeds} if embeds is not None else {"input_ids": ids}
         return self.phi.generate(
-            **inputs, attention_mask=torch.ones(ids.shape, dtype=torch.long, device=self.device),
-            past_key_values=cache, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False,
-            streamer=streamer, pad_token_id=0, eos_token_id=None,
+            **inputs,
+            attention_mask=torch.ones(ids.shape, dtype=torch.long, device=self.device),
+            past_key_values=cache,
+            max_new_tokens=tokens,
+            min_new_tokens=tokens,
+            do_sample=False,
+            streamer=streamer,
+            pad_token_id=0,
+            eos_token_id=None,
         )
 
 

@@ -1,1 +1,2 @@
-"""Checkpoints: safetensors reading and writing, layouts, hub resolution, config.json and conversion from transformers."""
+"""Checkpoints: safetensors reading and writing, layouts, hub resolution, config.json, conversion
+from transformers."""

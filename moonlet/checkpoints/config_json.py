@@ -18,8 +18,9 @@ form is read through the same Phi table. transformers itself is never imported h
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, Mapping
+from typing import Any
 
 from ..config import ConfigError, MoondreamConfig, Templates, TextConfig, VisionConfig
 from ..profiles import get_profile
@@ -180,8 +181,11 @@ def templates_from_dict(data: Mapping[str, Any]) -> Templates:
     """``{"caption": {length: ids}, "query": {"prefix": ids, "suffix": ids}, ...}`` → Templates."""
     return Templates(
         caption={k: tuple(v) for k, v in data.get("caption", {}).items()},
-        **{f"{skill}_{part}": tuple(data.get(skill, {}).get(part, ()))
-           for skill in TEMPLATE_SKILLS for part in ("prefix", "suffix")},
+        **{
+            f"{skill}_{part}": tuple(data.get(skill, {}).get(part, ()))
+            for skill in TEMPLATE_SKILLS
+            for part in ("prefix", "suffix")
+        },
     )
 
 
@@ -205,8 +209,10 @@ def config_from_reference_dict(data: Mapping[str, Any], base: MoondreamConfig) -
     unknown = set(data) - {*REFERENCE_SECTIONS, "generation", "profile", "dtype"}
     if unknown:
         raise ConfigError(f"unknown model config sections {sorted(unknown)}")
-    sections = {name: update_section(getattr(base, name), data.get(name, {}), name)
-                for name in ("text", "vision", "region", "generation")}
+    sections = {
+        name: update_section(getattr(base, name), data.get(name, {}), name)
+        for name in ("text", "vision", "region", "generation")
+    }
     tok_values = dict(data.get("tokenizer", {}))
     templates = tok_values.pop("templates", None)
     tokenizer = update_section(base.tokenizer, tok_values, "tokenizer")

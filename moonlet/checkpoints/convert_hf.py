@@ -16,7 +16,7 @@ Both transformers 4.x (``vision_model.`` prefix in ``SiglipVisionModel`` state d
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 

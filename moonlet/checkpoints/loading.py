@@ -17,8 +17,8 @@ import torch
 from ..config import ConfigError, MoondreamConfig
 from ..modeling.model import MoondreamModel
 from ..profiles import DEFAULT_PROFILE, profile_for_revision
-from .config_json import config_from_json
 from ..tokenizer import Tokenizer
+from .config_json import config_from_json
 from .weights import WeightsError, checkpoint_files, read_checkpoint, refuse_pickle
 
 EMBEDDED_DIR = Path(__file__).resolve().parents[1] / "assets"
@@ -172,7 +172,9 @@ def load_model(
     try:
         net = build_model(model_config, resolved.weights, device, dtype)
     except WeightsError as exc:
-        raise WeightsError(f"{exc}\n  (config: {resolved.config_file or 'given'}, profile {model_config.profile})") from None
+        raise WeightsError(
+            f"{exc}\n  (config: {resolved.config_file or 'given'}, profile {model_config.profile})"
+        ) from None
     return net, load_tokenizer(resolved, model_config), resolved
 
 

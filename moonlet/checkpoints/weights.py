@@ -9,8 +9,8 @@ the two Fourier frequency matrices transposed.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -23,7 +23,11 @@ COMPILE_INFIX = "._orig_mod"
 LAYOUT_A_RULES: tuple[tuple[str, str, bool], ...] = (
     (r"vision_encoder\.encoder\.model\.visual\.patch_embed\.linear\.(weight|bias)", r"vision.patch_emb.\1", False),
     (r"vision_encoder\.encoder\.model\.visual\.pos_embed", r"vision.pos_emb", False),
-    (r"vision_encoder\.encoder\.model\.visual\.blocks\.(\d+)\.norm([12])\.(weight|bias)", r"vision.blocks.\1.ln\2.\3", False),
+    (
+        r"vision_encoder\.encoder\.model\.visual\.blocks\.(\d+)\.norm([12])\.(weight|bias)",
+        r"vision.blocks.\1.ln\2.\3",
+        False,
+    ),
     (
         r"vision_encoder\.encoder\.model\.visual\.blocks\.(\d+)\.(attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2)\.(weight|bias)",
         r"vision.blocks.\1.\2.\3",

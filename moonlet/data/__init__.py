@@ -18,7 +18,23 @@ from .scene import Scene, SceneObject, SceneText
 from .shards import ShardWriter, generate_dataset
 
 __all__ = [
-    "AnnotationConfig", "SceneConfig", "Scene", "SceneObject", "SceneText", "Example", "GENERATOR_VERSION",
-    "sample_scene", "draw", "render", "annotate", "make_example", "iter_examples", "ShardWriter", "generate_dataset",
-    "DataFormatError", "Row", "iter_rows", "parse_row",
+    "AnnotationConfig",
+    "SceneConfig",
+    "Scene",
+    "SceneObject",
+    "SceneText",
+    "Example",
+    "GENERATOR_VERSION",
+    "sample_scene",
+    "draw",
+    "render",
+    "annotate",
+    "make_example",
+    "iter_examples",
+    "ShardWriter",
+    "generate_dataset",
+    "DataFormatError",
+    "Row",
+    "iter_rows",
+    "parse_row",
 ]

@@ -48,7 +48,9 @@ def questions(f: Facts, ph: Phraser, shapes, count: int, absent_share: float) ->
     return rows
 
 
-def annotate(scene: Scene, config: AnnotationConfig | None = None, scene_config: SceneConfig | None = None) -> list[dict]:
+def annotate(
+    scene: Scene, config: AnnotationConfig | None = None, scene_config: SceneConfig | None = None
+) -> list[dict]:
     """Every row for ``scene`` (without the ``image`` key), in a fixed order: captions, questions,
     detect targets, point targets."""
     cfg = config or AnnotationConfig()

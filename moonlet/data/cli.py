@@ -53,9 +53,13 @@ def add_data_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--objects", type=_objects, default=(1, 6), help="objects per scene, N or MIN-MAX (default 1-6)")
     p.add_argument("--no-truth", action="store_true", help="do not write ground truth under truth/")
     p.add_argument("--force", action="store_true", help="replace a dataset already in --out")
-    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                   help="render and annotate in Ray tasks (same bytes): alone, a local instance; "
-                        "else a cluster address")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="render and annotate in Ray tasks (same bytes): alone, a local instance; else a cluster address",
+    )
     p = sub.add_parser("validate", help="check every row of a dataset directory or JSONL file")
     p.add_argument("path")
     p.add_argument("--no-image-check", action="store_true", help="do not check that images exist")
@@ -69,8 +73,9 @@ def _generate(args) -> int:
     from .config import AnnotationConfig, SceneConfig
     from .shards import generate_dataset
 
-    scene_config = SceneConfig(width=args.size[0], height=args.size[1], min_objects=args.objects[0],
-                               max_objects=args.objects[1])
+    scene_config = SceneConfig(
+        width=args.size[0], height=args.size[1], min_objects=args.objects[0], max_objects=args.objects[1]
+    )
     annotation_config = AnnotationConfig(questions=args.questions)
     examples = None
     if args.ray:
@@ -80,9 +85,16 @@ def _generate(args) -> int:
         connect(args.ray)
         examples = ray_examples(args.seed, args.count, args.start, scene_config, annotation_config)
     meta = generate_dataset(
-        args.out, args.count, seed=args.seed, start=args.start, shard_size=args.shard_size,
-        scene_config=scene_config, annotation_config=annotation_config,
-        truth=not args.no_truth, overwrite=args.force, examples=examples,
+        args.out,
+        args.count,
+        seed=args.seed,
+        start=args.start,
+        shard_size=args.shard_size,
+        scene_config=scene_config,
+        annotation_config=annotation_config,
+        truth=not args.no_truth,
+        overwrite=args.force,
+        examples=examples,
     )
     print(json.dumps({k: meta[k] for k in ("seed", "start", "scenes", "rows", "shards")}))
     return 0

@@ -32,7 +32,12 @@ class SceneConfig:
     # Per size class (SIZE_CLASSES): (min, max) radius as a fraction of min(width, height). The gaps
     # between classes keep the size words apart; a weight of 0 turns a class off.
     size_radii: tuple[tuple[float, float], ...] = (
-        (0.02, 0.03), (0.045, 0.07), (0.085, 0.11), (0.13, 0.17), (0.2, 0.25))
+        (0.02, 0.03),
+        (0.045, 0.07),
+        (0.085, 0.11),
+        (0.13, 0.17),
+        (0.2, 0.25),
+    )
     size_weights: tuple[float, ...] = (0.12, 0.25, 0.28, 0.2, 0.15)
     background_kinds: tuple[str, ...] = BACKGROUND_KINDS
     background_weights: tuple[float, ...] = (0.55, 0.15, 0.15, 0.15)
@@ -74,8 +79,15 @@ class SceneConfig:
             raise ValueError("max_occlusion must be in [0, 1)")
         if self.supersample < 1:
             raise ValueError("supersample must be >= 1")
-        for name in ("pure_background_probability", "flat_colour_probability", "outline_probability",
-                     "text_probability", "blur_probability", "noise_probability", "jpeg_probability"):
+        for name in (
+            "pure_background_probability",
+            "flat_colour_probability",
+            "outline_probability",
+            "text_probability",
+            "blur_probability",
+            "noise_probability",
+            "jpeg_probability",
+        ):
             _check_share(name, getattr(self, name))
         _check_range("outline_width_range", self.outline_width_range, 0.0, 0.5)
         _check_range("blur_radius_range", self.blur_radius_range, 0.0, 10.0)
@@ -97,16 +109,22 @@ class SceneConfig:
             raise ValueError("size_weights must be non-negative with a positive sum")
 
     @classmethod
-    def version1(cls, **overrides) -> "SceneConfig":
+    def version1(cls, **overrides) -> SceneConfig:
         """The settings of generator version 1: for a seed it draws the same scenes, byte for byte
         (three size classes, no pure backgrounds, flat colours, outlines or degradations, DejaVu fonts)."""
         from .fonts import version1_fonts
 
         settings = dict(
             size_radii=((0.02, 0.03), (0.05, 0.07), (0.085, 0.11), (0.13, 0.16), (0.2, 0.25)),
-            size_weights=(0.0, 0.35, 0.4, 0.25, 0.0), background_weights=(0.3, 0.25, 0.25, 0.2),
-            pure_background_probability=0.0, flat_colour_probability=0.0, outline_probability=0.0,
-            blur_probability=0.0, noise_probability=0.0, jpeg_probability=0.0, fonts=version1_fonts(),
+            size_weights=(0.0, 0.35, 0.4, 0.25, 0.0),
+            background_weights=(0.3, 0.25, 0.25, 0.2),
+            pure_background_probability=0.0,
+            flat_colour_probability=0.0,
+            outline_probability=0.0,
+            blur_probability=0.0,
+            noise_probability=0.0,
+            jpeg_probability=0.0,
+            fonts=version1_fonts(),
         )
         return cls(**{**settings, **overrides})
 

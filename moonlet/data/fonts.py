@@ -11,8 +11,12 @@ from PIL import Image, ImageDraw, ImageFont
 
 DEFAULT_FONT = "pillow-default"
 PREFERRED = (
-    "DejaVuSans", "DejaVuSans-Bold", "DejaVuSerif", "DejaVuSerif-Bold",
-    "DejaVuSansMono-Bold", "DejaVuSansCondensed-Bold",
+    "DejaVuSans",
+    "DejaVuSans-Bold",
+    "DejaVuSerif",
+    "DejaVuSerif-Bold",
+    "DejaVuSansMono-Bold",
+    "DejaVuSansCondensed-Bold",
 )
 FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"), Path.home() / ".fonts")
 FONT_SUFFIXES = (".ttf", ".otf")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from .annotate import annotate
 from .config import AnnotationConfig, SceneConfig
@@ -22,8 +22,9 @@ class Example:
     rows: list[dict]  # without the "image" key
 
 
-def make_example(seed: int, index: int, scene_config: SceneConfig | None = None,
-                 annotation_config: AnnotationConfig | None = None) -> Example:
+def make_example(
+    seed: int, index: int, scene_config: SceneConfig | None = None, annotation_config: AnnotationConfig | None = None
+) -> Example:
     """Scene ``index`` of ``seed``, rendered and annotated; depends on nothing else."""
     scene_config = scene_config or SceneConfig()
     scene = sample_scene(seed, index, scene_config)
@@ -31,8 +32,13 @@ def make_example(seed: int, index: int, scene_config: SceneConfig | None = None,
     return Example(index, scene, png, annotate(scene, annotation_config, scene_config))
 
 
-def iter_examples(seed: int, count: int, start: int = 0, scene_config: SceneConfig | None = None,
-                  annotation_config: AnnotationConfig | None = None) -> Iterator[Example]:
+def iter_examples(
+    seed: int,
+    count: int,
+    start: int = 0,
+    scene_config: SceneConfig | None = None,
+    annotation_config: AnnotationConfig | None = None,
+) -> Iterator[Example]:
     """Examples ``start .. start + count - 1``, one at a time."""
     for index in range(start, start + count):
         yield make_example(seed, index, scene_config, annotation_config)

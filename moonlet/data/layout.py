@@ -62,8 +62,9 @@ def _background(rng: np.random.Generator, cfg: SceneConfig) -> Background:
     if kind == "flat" and cfg.pure_background_probability and rng.random() < cfg.pure_background_probability:
         pure = "black" if dark else "white"
         tones = (PURE_BACKGROUNDS[pure],)
-    return Background(kind=kind, tones=tones, dark=dark, angle=angle, period=period, noise=noise,
-                      noise_seed=noise_seed, colour=pure)
+    return Background(
+        kind=kind, tones=tones, dark=dark, angle=angle, period=period, noise=noise, noise_seed=noise_seed, colour=pure
+    )
 
 
 def _disc_clear(mask: np.ndarray, cx: float, cy: float, r: float) -> bool:
@@ -124,8 +125,24 @@ def _try_object(rng, cfg: SceneConfig, placed: list[_Placed], shape, colour, rgb
     full_solid, full_touched = np.zeros((h, w), bool), np.zeros((h, w), bool)
     full_solid[win], full_touched[win] = solid, touched
     area = int(solid.sum())
-    return _Placed(shape, colour, rgb, size, cx, cy, radius, rotation, stroke, full_solid, full_touched,
-                   full_solid.copy(), area, [], win, area)
+    return _Placed(
+        shape,
+        colour,
+        rgb,
+        size,
+        cx,
+        cy,
+        radius,
+        rotation,
+        stroke,
+        full_solid,
+        full_touched,
+        full_solid.copy(),
+        area,
+        [],
+        win,
+        area,
+    )
 
 
 def _colour_value(rng, cfg: SceneConfig, colour: str, tones: list, min_lightness: float = 0.0):
@@ -222,9 +239,17 @@ def sample_scene(seed: int, index: int, config: SceneConfig | None = None) -> Sc
     text = _place_text(rng, cfg, placed, readable, tones) if rng.random() < cfg.text_probability else None
     objects = tuple(
         SceneObject(
-            shape=p.shape, colour=p.colour, rgb=p.rgb, size=p.size, centre=(p.cx, p.cy), radius=p.radius,
-            rotation=p.rotation, box=_box(p.visible), occlusion=1.0 - p.visible_count / p.area,
-            occluded_by=tuple(p.occluded_by), stroke=p.stroke,
+            shape=p.shape,
+            colour=p.colour,
+            rgb=p.rgb,
+            size=p.size,
+            centre=(p.cx, p.cy),
+            radius=p.radius,
+            rotation=p.rotation,
+            box=_box(p.visible),
+            occlusion=1.0 - p.visible_count / p.area,
+            occluded_by=tuple(p.occluded_by),
+            stroke=p.stroke,
         )
         for p in placed
     )

@@ -94,8 +94,9 @@ def jitter(rng: np.random.Generator, rgb: tuple[int, int, int], amount: int) -> 
     return tuple(int(v) for v in np.clip(np.asarray(rgb) + shift, 0, 255))
 
 
-def flat_colour(rng: np.random.Generator, name: str, tones: list[tuple[int, int, int]], min_delta: float,
-                min_lightness: float = 0.0) -> tuple[int, int, int]:
+def flat_colour(
+    rng: np.random.Generator, name: str, tones: list[tuple[int, int, int]], min_delta: float, min_lightness: float = 0.0
+) -> tuple[int, int, int]:
     """One of the standard values of colour ``name`` (``COLOURS`` or ``STANDARD_RGB``), exact, among
     those at least ``min_delta`` (delta E) and ``min_lightness`` (L*) from every background tone."""
     options = [COLOURS[name], *STANDARD_RGB[name]]

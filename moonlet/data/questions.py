@@ -7,7 +7,7 @@ region names ("top left", "center" ...), the text verbatim, "Nothing", or "There
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .facts import DIRECTIONS, Facts, Ref
 from .palette import COLOURS

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 LENGTHS = ("short", "normal", "long")
 KINDS = {
@@ -61,8 +61,11 @@ def _coords(row: dict, key: str, size: int) -> tuple[tuple[float, ...], ...]:
         raise ValueError(f'"{key}" must be a list, got {json.dumps(value)}')
     out = []
     for n, item in enumerate(value):
-        ok = isinstance(item, list) and len(item) == size and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in item)
+        ok = (
+            isinstance(item, list)
+            and len(item) == size
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in item)
+        )
         if not ok:
             raise ValueError(f'"{key}"[{n}] must be a list of {size} numbers, got {json.dumps(item)}')
         if not all(0.0 <= v <= 1.0 for v in item):

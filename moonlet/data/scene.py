@@ -100,19 +100,33 @@ class Scene:
             "background": {"kind": bg.kind, "tone": bg.tone, "tones": [list(t) for t in bg.tones], "colour": bg.colour},
             "objects": [
                 {
-                    "shape": o.shape, "colour": o.colour, "size": o.size, "rgb": list(o.rgb), "style": o.style,
+                    "shape": o.shape,
+                    "colour": o.colour,
+                    "size": o.size,
+                    "rgb": list(o.rgb),
+                    "style": o.style,
                     "stroke": round(o.stroke, 2),
-                    "box": list(o.box), "box_norm": self.norm_box(o.box),
-                    "centre": [round(o.centre[0], 2), round(o.centre[1], 2)], "point_norm": self.norm_point(o),
-                    "radius": round(o.radius, 2), "rotation": round(o.rotation, 2),
-                    "occlusion": round(o.occlusion, 4), "occluded_by": list(o.occluded_by),
+                    "box": list(o.box),
+                    "box_norm": self.norm_box(o.box),
+                    "centre": [round(o.centre[0], 2), round(o.centre[1], 2)],
+                    "point_norm": self.norm_point(o),
+                    "radius": round(o.radius, 2),
+                    "rotation": round(o.rotation, 2),
+                    "occlusion": round(o.occlusion, 4),
+                    "occluded_by": list(o.occluded_by),
                 }
                 for o in self.objects
             ],
             "texts": [
                 {
-                    "text": t.text, "colour": t.colour, "rgb": list(t.rgb), "font": t.font, "size": t.size,
-                    "angle": round(t.angle, 2), "box": list(t.box), "box_norm": self.norm_box(t.box),
+                    "text": t.text,
+                    "colour": t.colour,
+                    "rgb": list(t.rgb),
+                    "font": t.font,
+                    "size": t.size,
+                    "angle": round(t.angle, 2),
+                    "box": list(t.box),
+                    "box_norm": self.norm_box(t.box),
                 }
                 for t in self.texts
             ],

@@ -8,9 +8,10 @@ separate runs over disjoint index ranges produce the same files.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
-from typing import IO, Iterable
+from typing import IO
 
 import numpy as np
 import PIL
@@ -85,7 +86,7 @@ class ShardWriter:
     def close(self) -> None:
         self._close_files()
 
-    def __enter__(self) -> "ShardWriter":
+    def __enter__(self) -> ShardWriter:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -104,9 +105,18 @@ def write_meta(out: Path, meta: dict) -> None:
     tmp.replace(out / "meta.json")
 
 
-def generate_dataset(out_dir: str | Path, count: int, seed: int = 0, start: int = 0, shard_size: int = 1000,
-                     scene_config: SceneConfig | None = None, annotation_config: AnnotationConfig | None = None,
-                     truth: bool = True, overwrite: bool = False, examples: Iterable[Example] | None = None) -> dict:
+def generate_dataset(
+    out_dir: str | Path,
+    count: int,
+    seed: int = 0,
+    start: int = 0,
+    shard_size: int = 1000,
+    scene_config: SceneConfig | None = None,
+    annotation_config: AnnotationConfig | None = None,
+    truth: bool = True,
+    overwrite: bool = False,
+    examples: Iterable[Example] | None = None,
+) -> dict:
     """Generate scenes ``start .. start + count - 1`` of ``seed`` into ``out_dir``; returns meta.json's content.
 
     ``examples`` replaces the built-in generator (it must yield those indices)."""
@@ -121,10 +131,19 @@ def generate_dataset(out_dir: str | Path, count: int, seed: int = 0, start: int 
     scene_config = scene_config or SceneConfig()
     annotation_config = annotation_config or AnnotationConfig()
     meta = {
-        "generator": "moonlet.data", "version": GENERATOR_VERSION, "seed": seed, "start": start, "count": count,
-        "image_size": [scene_config.width, scene_config.height], "shard_size": shard_size,
-        "fonts": list(scene_config.fonts or available_fonts()), "pillow": PIL.__version__, "numpy": np.__version__,
-        "scene_config": asdict(scene_config), "annotation_config": asdict(annotation_config), "complete": False,
+        "generator": "moonlet.data",
+        "version": GENERATOR_VERSION,
+        "seed": seed,
+        "start": start,
+        "count": count,
+        "image_size": [scene_config.width, scene_config.height],
+        "shard_size": shard_size,
+        "fonts": list(scene_config.fonts or available_fonts()),
+        "pillow": PIL.__version__,
+        "numpy": np.__version__,
+        "scene_config": asdict(scene_config),
+        "annotation_config": asdict(annotation_config),
+        "complete": False,
     }
     meta = json.loads(json.dumps(meta))  # plain JSON types, as a reader of meta.json sees them
     write_meta(out, meta)

@@ -16,7 +16,12 @@ def _candidates(f: Facts, shapes, absent: bool) -> list[tuple[str, Ref | None]]:
     present_c = sorted({o.colour for o in f.objects})
     if absent:
         out = [(s, Ref(shape=s)) for s in shapes if s not in present_s]
-        out += [(f"{c} {s}", Ref(colour=c, shape=s)) for c in present_c for s in present_s if not f.count(Ref(colour=c, shape=s))]
+        out += [
+            (f"{c} {s}", Ref(colour=c, shape=s))
+            for c in present_c
+            for s in present_s
+            if not f.count(Ref(colour=c, shape=s))
+        ]
         out += [(f"{c} {s}", Ref(colour=c, shape=s)) for c in COLOURS if c not in present_c for s in present_s]
         return out + ([("text", None)] if f.text is None else [])
     out = [(s, Ref(shape=s)) for s in present_s] + [(o.name, Ref(colour=o.colour, shape=o.shape)) for o in f.objects]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import torch
@@ -29,8 +29,15 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 
 def golden_accuracy(
-    model_dir, cases_dir, mode: str = "none", include: Iterable[str] = ("text",), dtype: str = "float32",
-    max_tokens: int = 12, kernel: str = "auto", group_size: int = 128, only: Iterable[str] | None = None,
+    model_dir,
+    cases_dir,
+    mode: str = "none",
+    include: Iterable[str] = ("text",),
+    dtype: str = "float32",
+    max_tokens: int = 12,
+    kernel: str = "auto",
+    group_size: int = 128,
+    only: Iterable[str] | None = None,
 ) -> list[dict]:
     """Per golden case: first-token logit error against the recorded ``query_logits`` and the
     greedy answer against the recorded ``answer_ids``, for a model quantised with ``mode``
@@ -52,21 +59,31 @@ def golden_accuracy(
         settings = model.sampling({"temperature": 0, "max_tokens": max_tokens})
         answer = model.engine.generate([model.text_request(model.encode_image(image), prompt, settings)])[0]
         want = case["answer_ids"][:max_tokens]
-        rows.append({
-            "case": case["image"],
-            "rel_max_err": float(delta.abs().max() / expected.abs().max()),
-            "rel_rms_err": float(delta.norm() / expected.norm()),
-            "top1_same": int(logits.argmax()) == int(expected.argmax()),
-            "greedy_same": answer == want,
-            "greedy_common_prefix": _common_prefix(answer, want),
-            "greedy_tokens": len(want),
-        })
+        rows.append(
+            {
+                "case": case["image"],
+                "rel_max_err": float(delta.abs().max() / expected.abs().max()),
+                "rel_rms_err": float(delta.norm() / expected.norm()),
+                "top1_same": int(logits.argmax()) == int(expected.argmax()),
+                "greedy_same": answer == want,
+                "greedy_common_prefix": _common_prefix(answer, want),
+                "greedy_tokens": len(want),
+            }
+        )
     return rows
 
 
 def answer_agreement(
-    model_dir, data, mode: str = "int8", include: Iterable[str] = ("text",), dtype: str = "bfloat16",
-    limit: int = 1000, batch_size: int = 16, max_tokens: int = 32, kernel: str = "auto", group_size: int = 128,
+    model_dir,
+    data,
+    mode: str = "int8",
+    include: Iterable[str] = ("text",),
+    dtype: str = "bfloat16",
+    limit: int = 1000,
+    batch_size: int = 16,
+    max_tokens: int = 32,
+    kernel: str = "auto",
+    group_size: int = 128,
 ) -> dict:
     """Greedy answers of the model quantised with ``mode`` against the unquantised model in the same
     ``dtype``, on the first ``limit`` questions of a dataset (``docs/data.md`` format): the share
@@ -93,7 +110,10 @@ def answer_agreement(
         by_type.setdefault(row.type or "untyped", []).append(int(a == b))
     truth = [(r.answer or "").strip() for r in rows]
     return {
-        "mode": mode, "dtype": dtype, "include": list(include), "questions": len(rows),
+        "mode": mode,
+        "dtype": dtype,
+        "include": list(include),
+        "questions": len(rows),
         "agreement": sum(a == b for a, b in zip(reference, quantised)) / len(rows),
         "agreement_by_type": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_type.items())},
         "reference_exact": sum(a == t for a, t in zip(reference, truth)) / len(rows),
@@ -119,8 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.data:
         for mode in [m for m in args.modes.split(",") if m != "none"]:
             result = answer_agreement(
-                args.model_dir, args.data, mode, args.include.split(","), args.dtype or "bfloat16",
-                args.limit, kernel=args.kernel, group_size=args.group_size,
+                args.model_dir,
+                args.data,
+                mode,
+                args.include.split(","),
+                args.dtype or "bfloat16",
+                args.limit,
+                kernel=args.kernel,
+                group_size=args.group_size,
             )
             print(json.dumps(result))
         return 0
@@ -130,16 +156,32 @@ def main(argv: list[str] | None = None) -> int:
     report = {}
     for mode in args.modes.split(","):
         rows = golden_accuracy(
-            args.model_dir, args.cases_dir, mode, args.include.split(","), args.dtype,
-            kernel=args.kernel, group_size=args.group_size,
+            args.model_dir,
+            args.cases_dir,
+            mode,
+            args.include.split(","),
+            args.dtype,
+            kernel=args.kernel,
+            group_size=args.group_size,
         )
         report[mode] = rows
         for r in rows:
-            print(f"{mode:5} {r['case']:16} rel max {r['rel_max_err']:.4f}  rel rms {r['rel_rms_err']:.4f}  "
-                  f"top-1 {'same' if r['top1_same'] else 'DIFF'}  "
-                  f"greedy {r['greedy_common_prefix']}/{r['greedy_tokens']}")
-    print(json.dumps({"dtype": args.dtype, "include": args.include, "kernel": args.kernel,
-                      "group_size": args.group_size, "cases": report}))
+            print(
+                f"{mode:5} {r['case']:16} rel max {r['rel_max_err']:.4f}  rel rms {r['rel_rms_err']:.4f}  "
+                f"top-1 {'same' if r['top1_same'] else 'DIFF'}  "
+                f"greedy {r['greedy_common_prefix']}/{r['greedy_tokens']}"
+            )
+    print(
+        json.dumps(
+            {
+                "dtype": args.dtype,
+                "include": args.include,
+                "kernel": args.kernel,
+                "group_size": args.group_size,
+                "cases": report,
+            }
+        )
+    )
     return 0
 
 

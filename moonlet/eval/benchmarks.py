@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 from . import hf_loaders, loaders
 from .images import check_images
@@ -36,13 +36,31 @@ BENCHMARKS = {
         Benchmark("textvqa", "vqa", "{question}" + SHORT, 16, loaders.load_textvqa, hf_loaders.textvqa),
         Benchmark("gqa", "exact", "{question}" + SHORT, 16, loaders.load_gqa, hf_loaders.gqa),
         Benchmark("pope", "pope", "{question} Answer yes or no.", 4, loaders.load_pope, hf_loaders.pope),
-        Benchmark("docvqa", "anls", "{question} Answer with a short text span copied from the document.", 48,
-                  loaders.load_docvqa, hf_loaders.docvqa),
-        Benchmark("chartqa", "relaxed", "{question} Answer with a single number or a short phrase.", 24,
-                  loaders.load_chartqa, hf_loaders.chartqa),
+        Benchmark(
+            "docvqa",
+            "anls",
+            "{question} Answer with a short text span copied from the document.",
+            48,
+            loaders.load_docvqa,
+            hf_loaders.docvqa,
+        ),
+        Benchmark(
+            "chartqa",
+            "relaxed",
+            "{question} Answer with a single number or a short phrase.",
+            24,
+            loaders.load_chartqa,
+            hf_loaders.chartqa,
+        ),
         Benchmark("tallyqa", "count", "{question} Answer with a number.", 8, loaders.load_tallyqa, hf_loaders.tallyqa),
-        Benchmark("countbenchqa", "count", "{question} Answer with a number.", 8, loaders.load_countbenchqa,
-                  hf_loaders.countbenchqa),
+        Benchmark(
+            "countbenchqa",
+            "count",
+            "{question} Answer with a number.",
+            8,
+            loaders.load_countbenchqa,
+            hf_loaders.countbenchqa,
+        ),
         Benchmark("coco", "map", "{question}", 0, loaders.load_coco, hf_loaders.coco),
         Benchmark("synthetic", "synthetic", "{question}", 64, load_synthetic),
     )

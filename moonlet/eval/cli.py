@@ -27,14 +27,18 @@ EXAMPLES = """examples:
 def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``eval`` command to an argparse subparsers object; returns its parser."""
     p = subparsers.add_parser(
-        "eval", help="score a model on a VQA / grounding benchmark", epilog=EXAMPLES,
+        "eval",
+        help="score a model on a VQA / grounding benchmark",
+        epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("benchmark", choices=sorted(BENCHMARKS), metavar="BENCHMARK", help=", ".join(BENCHMARKS))
     p.add_argument("--data", required=True, help="annotation file, its folder, or parquet file(s) of a hub copy")
     p.add_argument("--images", help="image folder (default: looked for beside the annotations)")
     p.add_argument("--limit", type=int, help="evaluate only the first N samples")
-    p.add_argument("--out", help="output folder for predictions.jsonl and results.json (default: eval_results/BENCHMARK)")
+    p.add_argument(
+        "--out", help="output folder for predictions.jsonl and results.json (default: eval_results/BENCHMARK)"
+    )
     p.add_argument("--batch-size", type=int, default=8, help="questions decoded together (default: 8)")
     p.add_argument("--max-tokens", type=int, help="answer length limit (default: per benchmark)")
     p.add_argument("--max-objects", type=int, help="most boxes or points per detect/point call")
@@ -76,8 +80,11 @@ def _evaluate(args: argparse.Namespace) -> dict:
     out = Path(args.out) if args.out else Path("eval_results") / benchmark.name
     predictions_file = out / "predictions.jsonl"
     identity = {
-        "benchmark": benchmark.name, "model": args.model or "moonlet-nano", "revision": args.revision,
-        "prompt": args.prompt or benchmark.prompt, "max_tokens": args.max_tokens or benchmark.max_tokens,
+        "benchmark": benchmark.name,
+        "model": args.model or "moonlet-nano",
+        "revision": args.revision,
+        "prompt": args.prompt or benchmark.prompt,
+        "max_tokens": args.max_tokens or benchmark.max_tokens,
     }
     started = time.perf_counter()
     if args.rescore:
@@ -96,8 +103,15 @@ def _evaluate(args: argparse.Namespace) -> dict:
         else:
             model = None  # everything is already predicted
         predictions = predict(
-            model, benchmark, samples, predictions_file, args.batch_size, args.max_tokens, args.prompt,
-            args.max_objects, progress=not args.no_progress,
+            model,
+            benchmark,
+            samples,
+            predictions_file,
+            args.batch_size,
+            args.max_tokens,
+            args.prompt,
+            args.max_objects,
+            progress=not args.no_progress,
         )
     if args.rescore and (out / RUN_FILE).is_file():
         identity = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))

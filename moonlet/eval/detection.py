@@ -8,7 +8,8 @@ x and y are scaled, so normalised boxes give the same result as pixels).
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 

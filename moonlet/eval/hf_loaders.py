@@ -60,17 +60,25 @@ def _answers(value) -> list:
 
 def vqav2(path: Path) -> list[Sample]:
     return [
-        Sample(id=_qid(r, w), image=_image(r, w), question=pick(r, ("question",), w),
-               answers=_answers(pick(r, ("answers",), w)),
-               categories={"answer_type": r.get("answer_type") or "unknown"})
+        Sample(
+            id=_qid(r, w),
+            image=_image(r, w),
+            question=pick(r, ("question",), w),
+            answers=_answers(pick(r, ("answers",), w)),
+            categories={"answer_type": r.get("answer_type") or "unknown"},
+        )
         for w, r in flatten(read_parquet(path))
     ]
 
 
 def textvqa(path: Path) -> list[Sample]:
     return [
-        Sample(id=_qid(r, w), image=_image(r, w), question=pick(r, ("question",), w),
-               answers=_answers(pick(r, ("answers",), w)))
+        Sample(
+            id=_qid(r, w),
+            image=_image(r, w),
+            question=pick(r, ("question",), w),
+            answers=_answers(pick(r, ("answers",), w)),
+        )
         for w, r in flatten(read_parquet(path))
     ]
 
@@ -88,8 +96,15 @@ def gqa(path: Path) -> list[Sample]:
             image = image_table.get(image_id)
             if image is None:
                 raise DatasetError(f"{w}: no image with id {image_id!r} (add the GQA images parquet to the folder)")
-        samples.append(Sample(id=_qid(r, w), image=image, question=r["question"], answers=[pick(r, ("answer",), w)],
-                              categories=gqa_categories(r)))
+        samples.append(
+            Sample(
+                id=_qid(r, w),
+                image=image,
+                question=r["question"],
+                answers=[pick(r, ("answer",), w)],
+                categories=gqa_categories(r),
+            )
+        )
     if not samples:
         raise DatasetError(f"no GQA question rows (with a 'question' column) in {path}")
     return samples
@@ -108,8 +123,15 @@ def pope(path: Path) -> list[Sample]:
         for category, w, r in items:
             qid = str(pick(r, ("question_id", "id"), w, default=w))
             label = str(pick(r, ("answer", "label"), w)).strip().lower()
-            samples.append(Sample(id=f"{category}:{qid}", image=_image(row, where), question=pick(r, ("question", "text"), w),
-                                  answers=[label], categories={"category": category}))
+            samples.append(
+                Sample(
+                    id=f"{category}:{qid}",
+                    image=_image(row, where),
+                    question=pick(r, ("question", "text"), w),
+                    answers=[label],
+                    categories={"category": category},
+                )
+            )
     return samples
 
 
@@ -118,9 +140,15 @@ def docvqa(path: Path) -> list[Sample]:
     for w, r in flatten(read_parquet(path)):
         answers = pick(r, ("answers", "answer"), w)
         types = r.get("question_types") or []
-        samples.append(Sample(id=_qid(r, w, ("questionId", "question_id", "id")), image=_image(r, w),
-                              question=pick(r, ("question", "query"), w), answers=_answers(answers),
-                              categories={"question_type": list(types)} if types else {}))
+        samples.append(
+            Sample(
+                id=_qid(r, w, ("questionId", "question_id", "id")),
+                image=_image(r, w),
+                question=pick(r, ("question", "query"), w),
+                answers=_answers(answers),
+                categories={"question_type": list(types)} if types else {},
+            )
+        )
     return samples
 
 
@@ -133,8 +161,13 @@ def _chart_source(r: dict) -> str:
 
 def chartqa(path: Path) -> list[Sample]:
     return [
-        Sample(id=_qid(r, w), image=_image(r, w), question=pick(r, ("query", "question"), w),
-               answers=[str(a) for a in _answers(pick(r, ("label", "answer"), w))], categories={"source": _chart_source(r)})
+        Sample(
+            id=_qid(r, w),
+            image=_image(r, w),
+            question=pick(r, ("query", "question"), w),
+            answers=[str(a) for a in _answers(pick(r, ("label", "answer"), w))],
+            categories={"source": _chart_source(r)},
+        )
         for w, r in flatten(read_parquet(path))
     ]
 
@@ -143,9 +176,15 @@ def tallyqa(path: Path) -> list[Sample]:
     samples = []
     for w, r in flatten(read_parquet(path)):
         simple = pick(r, ("issimple", "is_simple"), w, default=None)
-        samples.append(Sample(id=_qid(r, w), image=_image(r, w), question=pick(r, ("question",), w),
-                              answers=[pick(r, ("answer", "number"), w)],
-                              categories={} if simple is None else {"subset": "simple" if simple else "complex"}))
+        samples.append(
+            Sample(
+                id=_qid(r, w),
+                image=_image(r, w),
+                question=pick(r, ("question",), w),
+                answers=[pick(r, ("answer", "number"), w)],
+                categories={} if simple is None else {"subset": "simple" if simple else "complex"},
+            )
+        )
     return samples
 
 
@@ -153,8 +192,15 @@ def countbenchqa(path: Path) -> list[Sample]:
     samples = []
     for w, r in flatten(read_parquet(path)):
         number = pick(r, ("number", "answer"), w)
-        samples.append(Sample(id=_qid(r, w), image=_image(r, w), question=pick(r, ("question",), w),
-                              answers=[number], categories={"count": str(number)}))
+        samples.append(
+            Sample(
+                id=_qid(r, w),
+                image=_image(r, w),
+                question=pick(r, ("question",), w),
+                answers=[number],
+                categories={"count": str(number)},
+            )
+        )
     return samples
 
 

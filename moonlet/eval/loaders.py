@@ -81,10 +81,15 @@ def load_vqav2(path: Path, images: Path | None = None) -> list[Sample]:
         ann_where = f"{annotations_file} question {qid}"
         answers = [need(a, "answer", f"{ann_where} answers") for a in need(ann, "answers", ann_where)]
         image_id = int(need(q, "image_id", where))
-        samples.append(Sample(
-            id=str(qid), image=finder(f"COCO_{split}_{image_id:012d}.jpg"), question=need(q, "question", where),
-            answers=answers, categories={"answer_type": ann.get("answer_type", "unknown")},
-        ))
+        samples.append(
+            Sample(
+                id=str(qid),
+                image=finder(f"COCO_{split}_{image_id:012d}.jpg"),
+                question=need(q, "question", where),
+                answers=answers,
+                categories={"answer_type": ann.get("answer_type", "unknown")},
+            )
+        )
     return samples
 
 
@@ -100,10 +105,14 @@ def load_textvqa(path: Path, images: Path | None = None) -> list[Sample]:
     samples = []
     for i, row in enumerate(_list_of(read_json(file, "TextVQA file"), "data", file)):
         where = f"{file} data[{i}]"
-        samples.append(Sample(
-            id=str(need(row, "question_id", where)), image=finder(f"{need(row, 'image_id', where)}.jpg"),
-            question=need(row, "question", where), answers=list(need(row, "answers", where)),
-        ))
+        samples.append(
+            Sample(
+                id=str(need(row, "question_id", where)),
+                image=finder(f"{need(row, 'image_id', where)}.jpg"),
+                question=need(row, "question", where),
+                answers=list(need(row, "answers", where)),
+            )
+        )
     return samples
 
 
@@ -126,10 +135,15 @@ def load_gqa(path: Path, images: Path | None = None) -> list[Sample]:
     samples = []
     for qid, row in data.items():
         where = f"{file} question {qid}"
-        samples.append(Sample(
-            id=str(qid), image=finder(f"{need(row, 'imageId', where)}.jpg"), question=need(row, "question", where),
-            answers=[need(row, "answer", where)], categories=gqa_categories(row),
-        ))
+        samples.append(
+            Sample(
+                id=str(qid),
+                image=finder(f"{need(row, 'imageId', where)}.jpg"),
+                question=need(row, "question", where),
+                answers=[need(row, "answer", where)],
+                categories=gqa_categories(row),
+            )
+        )
     return samples
 
 
@@ -154,10 +168,15 @@ def load_pope(path: Path, images: Path | None = None) -> list[Sample]:
         for line, row in read_jsonl(file, "POPE file"):
             where = f"{file}:{line}"
             label = str(need(row, "label", where)).strip().lower()
-            samples.append(Sample(
-                id=f"{category}:{need(row, 'question_id', where)}", image=finder(need(row, "image", where)),
-                question=need(row, "text", where), answers=[label], categories={"category": category},
-            ))
+            samples.append(
+                Sample(
+                    id=f"{category}:{need(row, 'question_id', where)}",
+                    image=finder(need(row, "image", where)),
+                    question=need(row, "text", where),
+                    answers=[label],
+                    categories={"category": category},
+                )
+            )
     return samples
 
 
@@ -175,11 +194,15 @@ def load_docvqa(path: Path, images: Path | None = None) -> list[Sample]:
         if "answers" not in row:
             raise DatasetError(f"{where}: missing key 'answers' (the DocVQA test split has no public answers)")
         types = row.get("question_types") or []
-        samples.append(Sample(
-            id=str(need(row, "questionId", where)), image=finder(need(row, "image", where)),
-            question=need(row, "question", where), answers=list(row["answers"]),
-            categories={"question_type": list(types)} if types else {},
-        ))
+        samples.append(
+            Sample(
+                id=str(need(row, "questionId", where)),
+                image=finder(need(row, "image", where)),
+                question=need(row, "question", where),
+                answers=list(row["answers"]),
+                categories={"question_type": list(types)} if types else {},
+            )
+        )
     return samples
 
 
@@ -197,10 +220,15 @@ def load_chartqa(path: Path, images: Path | None = None) -> list[Sample]:
         source = "human" if "human" in file.name else "augmented" if "augmented" in file.name else file.stem
         for i, row in enumerate(_list_of(read_json(file, "ChartQA file"), None, file)):
             where = f"{file}[{i}]"
-            samples.append(Sample(
-                id=f"{source}:{i}", image=finder(need(row, "imgname", where)), question=need(row, "query", where),
-                answers=[str(need(row, "label", where))], categories={"source": source},
-            ))
+            samples.append(
+                Sample(
+                    id=f"{source}:{i}",
+                    image=finder(need(row, "imgname", where)),
+                    question=need(row, "query", where),
+                    answers=[str(need(row, "label", where))],
+                    categories={"source": source},
+                )
+            )
     return samples
 
 
@@ -216,11 +244,15 @@ def load_tallyqa(path: Path, images: Path | None = None) -> list[Sample]:
     for i, row in enumerate(_list_of(read_json(file, "TallyQA file"), None, file)):
         where = f"{file}[{i}]"
         simple = row.get("issimple", row.get("is_simple"))
-        samples.append(Sample(
-            id=str(row.get("question_id", i)), image=finder(need(row, "image", where)),
-            question=need(row, "question", where), answers=[need(row, "answer", where)],
-            categories={} if simple is None else {"subset": "simple" if simple else "complex"},
-        ))
+        samples.append(
+            Sample(
+                id=str(row.get("question_id", i)),
+                image=finder(need(row, "image", where)),
+                question=need(row, "question", where),
+                answers=[need(row, "answer", where)],
+                categories={} if simple is None else {"subset": "simple" if simple else "complex"},
+            )
+        )
     return samples
 
 
@@ -237,10 +269,15 @@ def load_countbenchqa(path: Path, images: Path | None = None) -> list[Sample]:
     for i, row in enumerate(rows):
         where = f"{file}[{i}]"
         number = need(row, "number", where)
-        samples.append(Sample(
-            id=str(row.get("id", i)), image=finder(need(row, "image", where)), question=need(row, "question", where),
-            answers=[number], categories={"count": str(number)},
-        ))
+        samples.append(
+            Sample(
+                id=str(row.get("id", i)),
+                image=finder(need(row, "image", where)),
+                question=need(row, "question", where),
+                answers=[number],
+                categories={"count": str(number)},
+            )
+        )
     return samples
 
 
@@ -258,7 +295,11 @@ def detection_samples(image_id, image, by_category: dict[str, list[tuple[list, b
     """One detect sample per category present in the image."""
     return [
         Sample(
-            id=f"{image_id}:{name}", image=image, task="detect", question=name, categories={"category": name},
+            id=f"{image_id}:{name}",
+            image=image,
+            task="detect",
+            question=name,
+            categories={"category": name},
             target={"image": image_id, "boxes": [b for b, _ in boxes], "crowd": [c for _, c in boxes]},
         )
         for name, boxes in by_category.items()

@@ -3,7 +3,7 @@ yes/no classification metrics. Detection lives in ``detection.py``."""
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from .normalize import normalize_answer, parse_count, parse_number, yes_no
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 MISS_DISTANCE = math.sqrt(2.0)  # the diagonal of the normalised image: no point predicted
 

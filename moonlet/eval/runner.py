@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..progress import progress_bar
 from .benchmarks import CAPTION_MAX_TOKENS, Benchmark, render_prompt
@@ -27,7 +28,7 @@ def read_predictions(path: Path) -> dict[str, Any]:
         except (json.JSONDecodeError, KeyError, TypeError):
             if number == len(lines):
                 break
-            raise DatasetError(f"{path}:{number}: not a prediction row ({{\"id\", \"prediction\"}})") from None
+            raise DatasetError(f'{path}:{number}: not a prediction row ({{"id", "prediction"}})') from None
     return predictions
 
 
@@ -50,7 +51,7 @@ def _points(result: dict) -> list[list[float]]:
 
 def _chunks(items: list, size: int) -> Iterable[list]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def predict_one(model, sample: Sample, prompt: str, max_tokens: int, max_objects: int | None) -> Any:
@@ -91,15 +92,18 @@ def predict(
     todo = [s for s in samples if s.id not in done]
     out_file.parent.mkdir(parents=True, exist_ok=True)
     greedy = {"temperature": 0, "max_tokens": tokens}
-    with open(out_file, "a", encoding="utf-8") as handle, progress_bar(
-        len(samples), len(samples) - len(todo), benchmark.name, progress, unit="q"
-    ) as bar:
+    with (
+        open(out_file, "a", encoding="utf-8") as handle,
+        progress_bar(len(samples), len(samples) - len(todo), benchmark.name, progress, unit="q") as bar,
+    ):
         for chunk in _chunks(todo, batch_size):
             prompts = [render_prompt(benchmark, s, template) for s in chunk]
             queries = [i for i, s in enumerate(chunk) if s.task == "query"]
             outputs: dict[int, Any] = {}
             if queries:
-                answers = model.batch_query([(resolve_image(chunk[i].image), prompts[i]) for i in queries], settings=greedy)
+                answers = model.batch_query(
+                    [(resolve_image(chunk[i].image), prompts[i]) for i in queries], settings=greedy
+                )
                 outputs.update((i, a["answer"]) for i, a in zip(queries, answers))
             for i, sample in enumerate(chunk):
                 if i not in outputs:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from .detection import coco_map
 from .metrics import anls, binary_metrics, count_match, exact_match, relaxed_accuracy, vqa_accuracy

@@ -50,8 +50,13 @@ def _points(value, where: str) -> list[list[float]]:
 
 def _sample(row: dict, sample_id: str, image: Path, where: str) -> Sample | None:
     if "question" in row:
-        return Sample(id=sample_id, image=image, question=str(row["question"]), answers=[need(row, "answer", where)],
-                      categories={"type": str(row["type"])} if row.get("type") else {})
+        return Sample(
+            id=sample_id,
+            image=image,
+            question=str(row["question"]),
+            answers=[need(row, "answer", where)],
+            categories={"type": str(row["type"])} if row.get("type") else {},
+        )
     if "points" in row:
         target = {"points": _points(row["points"], where)}
         if "boxes" in row:
@@ -60,8 +65,14 @@ def _sample(row: dict, sample_id: str, image: Path, where: str) -> Sample | None
     if "boxes" in row:
         boxes = _boxes(row["boxes"], where)
         name = str(need(row, "object", where))
-        return Sample(id=sample_id, image=image, task="detect", question=name, categories={"object": name},
-                      target={"image": str(image), "boxes": boxes, "crowd": [False] * len(boxes)})
+        return Sample(
+            id=sample_id,
+            image=image,
+            task="detect",
+            question=name,
+            categories={"object": name},
+            target={"image": str(image), "boxes": boxes, "crowd": [False] * len(boxes)},
+        )
     if "caption" in row:
         objects = row.get("objects")
         if not objects:
@@ -77,7 +88,9 @@ def load_synthetic(path: Path, images: Path | None = None) -> list[Sample]:
         root = images or file.parent
         for line, row in read_jsonl(file, "synthetic JSONL file"):
             where = f"{file}:{line}"
-            sample = _sample(row, str(row.get("id", f"{file.stem}:{line}")), root / str(need(row, "image", where)), where)
+            sample = _sample(
+                row, str(row.get("id", f"{file.stem}:{line}")), root / str(need(row, "image", where)), where
+            )
             if sample is not None:
                 samples.append(sample)
     if not samples:
@@ -121,7 +134,9 @@ def score_synthetic(pairs: list[tuple[Sample, object]]) -> tuple[dict, dict]:
         result = coco_map(gts, dets)
         metrics.update(detect_n=len(detect), detect_map50=result["map50"], detect_map=result["map"])
         metrics.update({f"detect_{k}": v for k, v in _absent_rate(detect, "boxes").items()})
-        categories["object"] = {c: {"ap50": v["ap50"], "ap": v["ap"]} for c, v in result.get("per_category", {}).items()}
+        categories["object"] = {
+            c: {"ap50": v["ap50"], "ap": v["ap"]} for c, v in result.get("per_category", {}).items()
+        }
     metrics.update(_point_metrics([(s, p) for s, p in pairs if s.task == "point"]))
     captions = [(s, p) for s, p in pairs if s.task == "caption"]
     if captions:

@@ -6,13 +6,13 @@ and text is produced by the API layer.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 import torch
 
-from .kv_cache import KVCache
 from ..modeling.model import MoondreamModel
+from .kv_cache import KVCache
 from .sampling import SamplingSettings, select_next
 
 

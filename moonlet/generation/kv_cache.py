@@ -19,7 +19,7 @@ class KVCache:
     @classmethod
     def allocate(
         cls, config: TextConfig, slots: int, device: torch.device | str, dtype: torch.dtype, context: int | None = None
-    ) -> "KVCache":
+    ) -> KVCache:
         shape = (config.n_layers, slots, config.n_kv_heads, context or config.max_context, config.head_dim)
         return cls(torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype))
 
@@ -31,10 +31,10 @@ class KVCache:
     def context(self) -> int:
         return self.keys.shape[3]
 
-    def layer(self, index: int, rows: slice) -> "LayerCache":
+    def layer(self, index: int, rows: slice) -> LayerCache:
         return LayerCache(self.keys[index, rows], self.values[index, rows])
 
-    def copy_rows(self, source: "KVCache", src_rows: slice, dst_rows: slice, length: int) -> None:
+    def copy_rows(self, source: KVCache, src_rows: slice, dst_rows: slice, length: int) -> None:
         """Copy the first ``length`` positions of ``source`` rows into this cache's rows."""
         self.keys[:, dst_rows, :, :length] = source.keys[:, src_rows, :, :length]
         self.values[:, dst_rows, :, :length] = source.values[:, src_rows, :, :length]

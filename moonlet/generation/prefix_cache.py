@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
 from PIL import Image
 

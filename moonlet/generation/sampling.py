@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -21,7 +22,7 @@ class SamplingSettings:
     top_p: float = 0.3
     seed: int | None = None
 
-    def validate(self) -> "SamplingSettings":
+    def validate(self) -> SamplingSettings:
         if not _is_int(self.max_tokens) or self.max_tokens < 1:
             raise SettingsError(f"max_tokens must be a positive integer, got {self.max_tokens!r}")
         if not _is_number(self.temperature) or not 0.0 <= self.temperature <= 100.0:
@@ -33,7 +34,7 @@ class SamplingSettings:
         return self
 
     @classmethod
-    def from_settings(cls, defaults: GenerationDefaults, settings: Mapping[str, Any] | None) -> "SamplingSettings":
+    def from_settings(cls, defaults: GenerationDefaults, settings: Mapping[str, Any] | None) -> SamplingSettings:
         """Profile defaults overridden by a user's settings dict (the official client's keys)."""
         base = cls(defaults.max_tokens, defaults.temperature, defaults.top_p)
         if not settings:

@@ -1,1 +1,2 @@
-"""The network: SigLIP-style vision encoder, Phi-style text decoder, region head, their composition and initialisation."""
+"""The network: SigLIP-style vision encoder, Phi-style text decoder, region head, their composition
+and initialisation."""

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from ..config import MoondreamConfig
-from ..image import Crops, ImageInput, make_crops, pool_to_grid, reconstruct_from_crops, resize_to_grid
 from ..generation.kv_cache import KVCache
+from ..image import Crops, ImageInput, make_crops, pool_to_grid, reconstruct_from_crops, resize_to_grid
 from .region import RegionModel
 from .text import TextDecoder, attention_mask
 from .vision import VisionEncoder
@@ -71,7 +71,9 @@ class MoondreamModel(nn.Module):
         tiles = features[1:].view(-1, grid, grid, vision.enc_dim)
         if vision.crop_scheme == "grid":  # whole tiles side by side, resized bilinearly
             rows, cols = tiling
-            stitched = tiles.view(rows, cols, grid, grid, -1).permute(0, 2, 1, 3, 4).reshape(rows * grid, cols * grid, -1)
+            stitched = (
+                tiles.view(rows, cols, grid, grid, -1).permute(0, 2, 1, 3, 4).reshape(rows * grid, cols * grid, -1)
+            )
             local = resize_to_grid(stitched, grid)
         else:  # overlapping tiles: margins dropped, then adaptive average pooling
             stitched = reconstruct_from_crops(tiles, tiling, vision.overlap_margin)

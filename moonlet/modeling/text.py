@@ -45,7 +45,9 @@ class TextAttention(nn.Module):
         if layer_cache is not None:  # attention runs in the cache's dtype (float32 on CPU)
             layer_cache.write(positions, k, v)
             k, v = layer_cache.read(mask.shape[-1])
-        out = F.scaled_dot_product_attention(q.to(k.dtype), k, v, attn_mask=mask, enable_gqa=self.n_kv_heads != self.n_heads)
+        out = F.scaled_dot_product_attention(
+            q.to(k.dtype), k, v, attn_mask=mask, enable_gqa=self.n_kv_heads != self.n_heads
+        )
         return self.proj(merge_heads(out).to(x.dtype))
 
 

@@ -213,9 +213,7 @@ class Int4Linear(QuantLinear):
             )
         # N % 16: the CPU kernel fails its check for other heights (torch 2.13)
         return (
-            self._device.type == "cpu"
-            and hasattr(torch, "_weight_int4pack_mm_for_cpu")
-            and self.out_features % 16 == 0
+            self._device.type == "cpu" and hasattr(torch, "_weight_int4pack_mm_for_cpu") and self.out_features % 16 == 0
         )
 
     def _pack(self) -> None:

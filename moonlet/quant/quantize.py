@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn

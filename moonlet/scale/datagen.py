@@ -5,7 +5,7 @@ single-process writer, so shards, images and meta.json are byte-identical for th
 from __future__ import annotations
 
 from collections import deque
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..data.config import AnnotationConfig, SceneConfig
 from ..data.generate import Example, iter_examples
@@ -15,9 +15,15 @@ def _chunk(seed: int, start: int, count: int, scene_config, annotation_config) -
     return list(iter_examples(seed, count, start, scene_config, annotation_config))
 
 
-def ray_examples(seed: int, count: int, start: int = 0, scene_config: SceneConfig | None = None,
-                 annotation_config: AnnotationConfig | None = None, chunk: int = 16,
-                 in_flight: int | None = None) -> Iterator[Example]:
+def ray_examples(
+    seed: int,
+    count: int,
+    start: int = 0,
+    scene_config: SceneConfig | None = None,
+    annotation_config: AnnotationConfig | None = None,
+    chunk: int = 16,
+    in_flight: int | None = None,
+) -> Iterator[Example]:
     """Examples ``start .. start + count - 1`` computed on the connected Ray cluster, yielded in
     order; at most ``in_flight`` chunks (default: twice the cluster's CPUs) are pending at once."""
     import ray

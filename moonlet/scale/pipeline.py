@@ -39,8 +39,13 @@ def _decode_batch(batch):
         columns["height"].append(None if pixels is None else pixels.shape[0])
         columns["error"].append(error)
         columns["decode_s"].append(seconds)
-    types = {"pixels": pa.binary(), "width": pa.int32(), "height": pa.int32(), "error": pa.string(),
-             "decode_s": pa.float64()}
+    types = {
+        "pixels": pa.binary(),
+        "width": pa.int32(),
+        "height": pa.int32(),
+        "error": pa.string(),
+        "decode_s": pa.float64(),
+    }
     return pa.table({name: pa.array(values, types.get(name, pa.string())) for name, values in columns.items()})
 
 
@@ -73,15 +78,20 @@ def _normalize(batch, image_column: str, key_column: str | None):
     n = batch.num_rows
     get = lambda name: batch.column(name) if name in batch.column_names else pa.nulls(n, pa.string())  # noqa: E731
     image = get(image_column).cast(pa.string()) if image_column in batch.column_names else get("path")
-    columns = {"key": get(key_column).cast(pa.string()) if key_column else image, "image": image,
-               "question": get("question"), "object": get("object")}
+    columns = {
+        "key": get(key_column).cast(pa.string()) if key_column else image,
+        "image": image,
+        "question": get("question"),
+        "object": get("object"),
+    }
     if "bytes" in batch.column_names:
         columns["bytes"] = batch.column("bytes")
     return pa.table(columns)
 
 
-def build_dataset(source, done: set[str], image_column: str = "image", key_column: str | None = None,
-                  limit: int | None = None):
+def build_dataset(
+    source, done: set[str], image_column: str = "image", key_column: str | None = None, limit: int | None = None
+):
     """(Dataset of the records still to do, number skipped) for a path/URI source or a ``ray.data.Dataset``
     with an image path column (or ``bytes`` and ``path``, as ``ray.data.read_binary_files(include_paths=True)``
     gives)."""
@@ -99,10 +109,26 @@ def build_dataset(source, done: set[str], image_column: str = "image", key_colum
     return (ray.data.from_items(todo) if todo else None), skipped
 
 
-def run_pipeline(source, out: str, task: Task = Task(), *, model=None, revision=None, device=None, dtype=None,
-                 workers: int = 1, gpus_per_worker: float | None = None, cpus_per_worker: float = 1,
-                 batch_size: int = 8, shard_rows: int = 1000, fmt: str = "jsonl", limit: int | None = None,
-                 image_column: str = "image", key_column: str | None = None, progress: bool = False) -> Summary:
+def run_pipeline(
+    source,
+    out: str,
+    task: Task = Task(),
+    *,
+    model=None,
+    revision=None,
+    device=None,
+    dtype=None,
+    workers: int = 1,
+    gpus_per_worker: float | None = None,
+    cpus_per_worker: float = 1,
+    batch_size: int = 8,
+    shard_rows: int = 1000,
+    fmt: str = "jsonl",
+    limit: int | None = None,
+    image_column: str = "image",
+    key_column: str | None = None,
+    progress: bool = False,
+) -> Summary:
     """Run ``task`` over ``source`` on the connected Ray cluster, writing shards under ``out``.
 
     ``gpus_per_worker`` defaults to 1 when the cluster has GPUs, else 0 (actors run on CPU).
@@ -124,11 +150,22 @@ def run_pipeline(source, out: str, task: Task = Task(), *, model=None, revision=
     # Decode tasks reserve no CPU: they cannot then wait forever behind actors holding every CPU,
     # and their resources differ from the actors', so Ray Data keeps them a separate stage rather
     # than fusing them into the actors. The pool size bounds how many run at once.
-    ds = ds.map_batches(_decode_batch, batch_size=batch_size, batch_format="pyarrow", num_cpus=0,
-                        compute=TaskPoolStrategy(size=max(2, 2 * workers)))
-    ds = ds.map_batches(_Infer, fn_constructor_kwargs={"task": task, "load": load}, batch_size=batch_size,
-                        batch_format="pyarrow", compute=ActorPoolStrategy(size=workers),
-                        num_gpus=gpus_per_worker, num_cpus=cpus_per_worker)
+    ds = ds.map_batches(
+        _decode_batch,
+        batch_size=batch_size,
+        batch_format="pyarrow",
+        num_cpus=0,
+        compute=TaskPoolStrategy(size=max(2, 2 * workers)),
+    )
+    ds = ds.map_batches(
+        _Infer,
+        fn_constructor_kwargs={"task": task, "load": load},
+        batch_size=batch_size,
+        batch_format="pyarrow",
+        compute=ActorPoolStrategy(size=workers),
+        num_gpus=gpus_per_worker,
+        num_cpus=cpus_per_worker,
+    )
     bar = progress_bar(None, 0, "batch", progress, unit="image")
     pending: list[dict] = []
 

@@ -30,8 +30,9 @@ def deployment(load: dict, options: dict, replicas: int = 1, num_gpus: float = 0
 
             return create_app(self.model, **self.options)
 
-    return serve.deployment(Moonlet, name="moonlet", num_replicas=replicas,
-                            ray_actor_options={"num_gpus": num_gpus, "num_cpus": num_cpus}).bind(load, options)
+    return serve.deployment(
+        Moonlet, name="moonlet", num_replicas=replicas, ray_actor_options={"num_gpus": num_gpus, "num_cpus": num_cpus}
+    ).bind(load, options)
 
 
 def start(args: argparse.Namespace, options: dict):
@@ -46,8 +47,13 @@ def start(args: argparse.Namespace, options: dict):
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
     device = args.device or ("cuda" if gpus > 0 else "cpu")
-    load = {"model": args.model, "revision": args.revision, "device": device, "dtype": args.dtype,
-            "compile": args.compile}
+    load = {
+        "model": args.model,
+        "revision": args.revision,
+        "device": device,
+        "dtype": args.dtype,
+        "compile": args.compile,
+    }
     serve.start(http_options={"host": args.host, "port": args.port})
     return serve.run(deployment(load, options, args.replicas, gpus), name="moonlet", route_prefix="/")
 

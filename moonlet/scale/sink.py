@@ -54,8 +54,12 @@ class ShardSink:
 
     def rows(self) -> list[dict]:
         """Every row written so far, all shards."""
-        return [row for info in sorted(self._files(), key=lambda i: i.path)
-                if info.base_name.startswith("part-") for row in self.read(info.path)]
+        return [
+            row
+            for info in sorted(self._files(), key=lambda i: i.path)
+            if info.base_name.startswith("part-")
+            for row in self.read(info.path)
+        ]
 
     def write(self, rows: list[dict]) -> str:
         """Write one shard atomically; returns its path."""

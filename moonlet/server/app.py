@@ -17,8 +17,8 @@ from .batcher import Batcher
 from .errors import install_handlers
 from .inputs import served_name
 from .limits import ServerLimits
-from .middleware import BodyLimitMiddleware, ConcurrencyLimitMiddleware
 from .metrics import Metrics, MetricsMiddleware
+from .middleware import BodyLimitMiddleware, ConcurrencyLimitMiddleware
 
 STATIC = Path(__file__).with_name("static")
 

@@ -12,9 +12,14 @@ from .limits import MIB, LimitError, ServerLimits
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 LIMIT_FLAGS = {  # ServerLimits field -> the serve flag that sets it
-    "max_body_bytes": "--max-body-mb", "max_batch": "--max-batch", "max_queue": "--max-queue",
-    "max_concurrent": "--max-concurrent", "batch_window_ms": "--batch-window-ms", "request_timeout_s": "--request-timeout",
-    "max_image_pixels": "--max-image-pixels", "image_url_max_bytes": "--image-url-max-mb",
+    "max_body_bytes": "--max-body-mb",
+    "max_batch": "--max-batch",
+    "max_queue": "--max-queue",
+    "max_concurrent": "--max-concurrent",
+    "batch_window_ms": "--batch-window-ms",
+    "request_timeout_s": "--request-timeout",
+    "max_image_pixels": "--max-image-pixels",
+    "image_url_max_bytes": "--image-url-max-mb",
 }
 
 
@@ -28,27 +33,84 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=2020, help="port (default: 2020, the moondream client's local endpoint)")
-    p.add_argument("--api-key", default=None, help="require this key on every route but /health and / (default: $MOONLET_API_KEY)")
+    p.add_argument(
+        "--api-key", default=None, help="require this key on every route but /health and / (default: $MOONLET_API_KEY)"
+    )
     d = ServerLimits()
     limits = p.add_argument_group("limits (docs/reliability.md)")
-    limits.add_argument("--max-batch", type=int, default=d.max_batch, help=f"most text requests decoded together (default: {d.max_batch})")
-    limits.add_argument("--max-queue", type=int, default=d.max_queue, help=f"most jobs waiting for the model before 503 (default: {d.max_queue})")
-    limits.add_argument("--max-concurrent", type=int, default=d.max_concurrent, help=f"most model requests in progress before 429 (default: {d.max_concurrent})")
-    limits.add_argument("--request-timeout", type=float, default=d.request_timeout_s, help=f"seconds before a request gets 504 (default: {d.request_timeout_s:g})")
-    limits.add_argument("--batch-window-ms", type=float, default=d.batch_window_ms, help=f"how long an idle worker waits for company (default: {d.batch_window_ms:g})")
-    limits.add_argument("--max-body-mb", type=float, default=d.max_body_bytes / MIB, help=f"largest request body in MiB (default: {d.max_body_bytes / MIB:g})")
-    limits.add_argument("--max-image-pixels", type=int, default=d.max_image_pixels, help=f"largest image, width x height, refused before decoding (default: {d.max_image_pixels})")
-    limits.add_argument("--allow-image-urls", action="store_true", help="fetch http(s) image URLs (public addresses only; default: off)")
-    limits.add_argument("--image-url-max-mb", type=float, default=d.image_url_max_bytes / MIB, help=f"largest fetched image in MiB (default: {d.image_url_max_bytes / MIB:g})")
-    limits.add_argument("--shutdown-timeout", type=float, default=None, help="seconds to let in-flight requests finish on shutdown (default: no limit)")
+    limits.add_argument(
+        "--max-batch",
+        type=int,
+        default=d.max_batch,
+        help=f"most text requests decoded together (default: {d.max_batch})",
+    )
+    limits.add_argument(
+        "--max-queue",
+        type=int,
+        default=d.max_queue,
+        help=f"most jobs waiting for the model before 503 (default: {d.max_queue})",
+    )
+    limits.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=d.max_concurrent,
+        help=f"most model requests in progress before 429 (default: {d.max_concurrent})",
+    )
+    limits.add_argument(
+        "--request-timeout",
+        type=float,
+        default=d.request_timeout_s,
+        help=f"seconds before a request gets 504 (default: {d.request_timeout_s:g})",
+    )
+    limits.add_argument(
+        "--batch-window-ms",
+        type=float,
+        default=d.batch_window_ms,
+        help=f"how long an idle worker waits for company (default: {d.batch_window_ms:g})",
+    )
+    limits.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=d.max_body_bytes / MIB,
+        help=f"largest request body in MiB (default: {d.max_body_bytes / MIB:g})",
+    )
+    limits.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=d.max_image_pixels,
+        help=f"largest image, width x height, refused before decoding (default: {d.max_image_pixels})",
+    )
+    limits.add_argument(
+        "--allow-image-urls", action="store_true", help="fetch http(s) image URLs (public addresses only; default: off)"
+    )
+    limits.add_argument(
+        "--image-url-max-mb",
+        type=float,
+        default=d.image_url_max_bytes / MIB,
+        help=f"largest fetched image in MiB (default: {d.image_url_max_bytes / MIB:g})",
+    )
+    limits.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=None,
+        help="seconds to let in-flight requests finish on shutdown (default: no limit)",
+    )
     p.add_argument("--name", default=None, help="model id reported to clients (default: from --model)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     add_model_arguments(p)
-    p.add_argument("--compile", action="store_true", help="torch.compile the vision encoder and decode step (CUDA graphs on GPU); the first requests compile")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the vision encoder and decode step (CUDA graphs on GPU); the first requests compile",
+    )
     scale = p.add_argument_group("replicas (Ray Serve; pip install 'moonlet[scale]'; docs/scale.md)")
     scale.add_argument("--replicas", type=int, help="serve N replicas, each with its own model, through Ray Serve")
-    scale.add_argument("--gpus-per-replica", type=float, help="GPUs per replica (default: 1 if the Ray cluster has GPUs, else 0)")
-    scale.add_argument("--ray", metavar="ADDRESS", help="Ray cluster to join (default: $RAY_ADDRESS, else a local instance)")
+    scale.add_argument(
+        "--gpus-per-replica", type=float, help="GPUs per replica (default: 1 if the Ray cluster has GPUs, else 0)"
+    )
+    scale.add_argument(
+        "--ray", metavar="ADDRESS", help="Ray cluster to join (default: $RAY_ADDRESS, else a local instance)"
+    )
     return p
 
 

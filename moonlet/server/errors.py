@@ -16,9 +16,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..generation.engine import ContextOverflowError
+from ..generation.sampling import SettingsError
 from ..image import ImageError
 from ..prompts import PromptError
-from ..generation.sampling import SettingsError
 from .limits import RETRY_AFTER
 
 logger = logging.getLogger("moonlet.server")

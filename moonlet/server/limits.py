@@ -35,8 +35,16 @@ class LimitError(ValueError):
         self.problem = problem
 
 
-POSITIVE_LIMITS = ("max_body_bytes", "max_batch", "max_queue", "max_concurrent", "request_timeout_s",
-                   "max_image_pixels", "image_url_max_bytes", "image_url_timeout_s")
+POSITIVE_LIMITS = (
+    "max_body_bytes",
+    "max_batch",
+    "max_queue",
+    "max_concurrent",
+    "request_timeout_s",
+    "max_image_pixels",
+    "image_url_max_bytes",
+    "image_url_timeout_s",
+)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 
@@ -18,15 +18,22 @@ from .errors import model_error
 from .inputs import StrictBody, decode_image, refuse_unsupported
 from .metrics import ARRIVED
 from .textjobs import (
-    finish_text, job_events, prompt_builder, sampling_settings, sse, sse_response, start_text, timed_out,
+    finish_text,
+    job_events,
+    prompt_builder,
+    sampling_settings,
+    sse,
+    sse_response,
+    start_text,
+    timed_out,
 )
 
 
 class MoondreamBody(StrictBody):
     """Fields every route takes; the official client sends ``model`` when one is chosen."""
 
-    model: Optional[str] = None
-    settings: Optional[dict[str, Any]] = None
+    model: str | None = None
+    settings: dict[str, Any] | None = None
 
 
 class CaptionBody(MoondreamBody):
@@ -37,17 +44,17 @@ class CaptionBody(MoondreamBody):
 
 class QueryBody(MoondreamBody):
     question: str
-    image_url: Optional[str] = None
+    image_url: str | None = None
     stream: bool = False
-    reasoning: Optional[bool] = None  # moondream 3 only
-    spatial_refs: Optional[list[Any]] = None  # moondream 3 only
+    reasoning: bool | None = None  # moondream 3 only
+    spatial_refs: list[Any] | None = None  # moondream 3 only
 
 
 class LocateBody(MoondreamBody):
     image_url: str
     object: str
     stream: bool = False  # sent by the client's detect; results come whole
-    spatial_refs: Optional[list[Any]] = None  # moondream 3 only
+    spatial_refs: list[Any] | None = None  # moondream 3 only
 
 
 def build_router(state, dependencies) -> APIRouter:

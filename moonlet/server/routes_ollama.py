@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any
 
 from fastapi import APIRouter, Request
 
@@ -23,13 +23,13 @@ class OllamaBody(StrictBody):
     """Fields both routes take. ``keep_alive`` is accepted and ignored (the model stays loaded);
     ``format``, ``think`` and ``tools`` are refused when set."""
 
-    model: Optional[str] = None
+    model: str | None = None
     stream: bool = True
-    options: Optional[dict[str, Any]] = None
+    options: dict[str, Any] | None = None
     keep_alive: Any = None
     format: Any = None
     think: Any = None
-    tools: Optional[list[Any]] = None
+    tools: list[Any] | None = None
 
 
 UNSUPPORTED = ("format", "think", "tools")
@@ -38,21 +38,21 @@ GENERATE_UNSUPPORTED = (*UNSUPPORTED, "system", "template", "suffix", "context",
 
 class GenerateBody(OllamaBody):
     prompt: str = ""
-    images: Optional[list[str]] = None
-    system: Optional[str] = None
-    template: Optional[str] = None
-    suffix: Optional[str] = None
-    context: Optional[list[int]] = None
-    raw: Optional[bool] = None
+    images: list[str] | None = None
+    system: str | None = None
+    template: str | None = None
+    suffix: str | None = None
+    context: list[int] | None = None
+    raw: bool | None = None
 
 
 class OllamaMessage(StrictBody):
     role: str
-    content: Optional[str] = None
-    images: Optional[list[str]] = None
-    thinking: Optional[str] = None
-    tool_calls: Optional[list[Any]] = None
-    tool_name: Optional[str] = None
+    content: str | None = None
+    images: list[str] | None = None
+    thinking: str | None = None
+    tool_calls: list[Any] | None = None
+    tool_name: str | None = None
 
 
 class ChatBody(OllamaBody):
@@ -63,7 +63,7 @@ def now_rfc3339() -> str:
     return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def ollama_settings(model, options: Optional[dict[str, Any]]):
+def ollama_settings(model, options: dict[str, Any] | None):
     """Sampling settings from Ollama options; unknown options are ignored as Ollama does."""
     options = options or {}
     settings: dict[str, Any] = {k: options[k] for k in ("temperature", "top_p", "seed") if k in options}
@@ -118,7 +118,7 @@ def build_router(state, dependencies) -> APIRouter:
         return {"version": __version__}
 
     async def run(
-        request: Request, body, text: str, text_field: str, images: Optional[list[str]], image_field: str, shape
+        request: Request, body, text: str, text_field: str, images: list[str] | None, image_field: str, shape
     ):
         """Shared by generate and chat; ``shape(piece)`` wraps output text for the protocol."""
         settings = ollama_settings(state.model, body.options)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any, Optional, Union
+from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import StrictInt
@@ -22,49 +22,59 @@ from .textjobs import finish_text, job_events, prompt_builder, sampling_settings
 
 class ChatMessage(StrictBody):
     role: str
-    content: Union[str, list[dict[str, Any]], None] = None
-    name: Optional[str] = None
-    tool_calls: Optional[list[Any]] = None
-    tool_call_id: Optional[str] = None
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[Any] | None = None
+    tool_call_id: str | None = None
 
 
 # Chat-completions fields this server knows but does not implement: refused when set.
 UNSUPPORTED = (
-    "tools", "tool_choice", "functions", "function_call", "logprobs", "top_logprobs", "logit_bias",
-    "stop", "frequency_penalty", "presence_penalty", "reasoning", "reasoning_effort",
+    "tools",
+    "tool_choice",
+    "functions",
+    "function_call",
+    "logprobs",
+    "top_logprobs",
+    "logit_bias",
+    "stop",
+    "frequency_penalty",
+    "presence_penalty",
+    "reasoning",
+    "reasoning_effort",
 )
 
 
 class ChatBody(StrictBody):
     messages: list[ChatMessage]
-    model: Optional[str] = None
+    model: str | None = None
     stream: bool = False
-    max_tokens: Optional[StrictInt] = None
-    max_completion_tokens: Optional[StrictInt] = None
-    temperature: Optional[float] = None
-    top_p: Optional[float] = None
-    seed: Optional[StrictInt] = None
-    n: Optional[StrictInt] = None
-    stream_options: Optional[dict[str, Any]] = None
-    user: Optional[str] = None  # accepted and ignored, as are metadata and store
-    metadata: Optional[dict[str, Any]] = None
-    store: Optional[bool] = None
-    tools: Optional[list[Any]] = None
+    max_tokens: StrictInt | None = None
+    max_completion_tokens: StrictInt | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: StrictInt | None = None
+    n: StrictInt | None = None
+    stream_options: dict[str, Any] | None = None
+    user: str | None = None  # accepted and ignored, as are metadata and store
+    metadata: dict[str, Any] | None = None
+    store: bool | None = None
+    tools: list[Any] | None = None
     tool_choice: Any = None
-    functions: Optional[list[Any]] = None
+    functions: list[Any] | None = None
     function_call: Any = None
-    logprobs: Optional[bool] = None
-    top_logprobs: Optional[int] = None
-    logit_bias: Optional[dict[str, Any]] = None
-    response_format: Optional[dict[str, Any]] = None
-    stop: Union[str, list[str], None] = None
-    frequency_penalty: Optional[float] = None
-    presence_penalty: Optional[float] = None
-    reasoning: Optional[bool] = None  # the moondream client's chat sends it
-    reasoning_effort: Optional[str] = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    logit_bias: dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    stop: str | list[str] | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    reasoning: bool | None = None  # the moondream client's chat sends it
+    reasoning_effort: str | None = None
 
 
-def split_messages(messages: list[ChatMessage]) -> tuple[str, Optional[str], str]:
+def split_messages(messages: list[ChatMessage]) -> tuple[str, str | None, str]:
     """(question, image data URL or None, field path of the image) from a chat."""
     users = [i for i, m in enumerate(messages) if m.role == "user"]
     if not users:

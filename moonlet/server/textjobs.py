@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
-from ..prompts import PromptError
 from ..generation.sampling import SamplingSettings, SettingsError
+from ..prompts import PromptError
 from .batcher import Batcher, TextJob, TextResult
 from .errors import ApiError, model_error
 from .metrics import ARRIVED

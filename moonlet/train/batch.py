@@ -33,7 +33,7 @@ class PackedBatch:
     tasks: list[str]  # per sequence, in sequence_index order
     dense: DenseTargets | None = None  # per-patch targets of the auxiliary head, when training with one
 
-    def to(self, device) -> "PackedBatch":
+    def to(self, device) -> PackedBatch:
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
         moved["pixels"] = [p.to(device) for p in self.pixels]
         moved["dense"] = self.dense.to(device) if self.dense is not None else None
@@ -107,4 +107,3 @@ def packed_mask(segments: torch.Tensor, positions: torch.Tensor, prefix_len: int
     prefix_keys = k_pre & ((k_pos <= q_pos) | (q_pre & bidirectional) | ~q_pre)
     # padding slots (segment 0) attend among themselves and the prefix; nothing real sees them
     return (same_sequence | prefix_keys)[:, None]
-

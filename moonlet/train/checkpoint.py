@@ -7,11 +7,11 @@ go to JSON.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-from typing import Mapping
 
 LATEST = "latest"
 
@@ -35,7 +35,9 @@ def save_training_state(
     tensors = {"rng.torch": torch.get_rng_state()}
     groups = []
     for group in optimizer.param_groups:
-        groups.append({k: v for k, v in group.items() if k != "params"} | {"params": [names[id(p)] for p in group["params"]]})
+        groups.append(
+            {k: v for k, v in group.items() if k != "params"} | {"params": [names[id(p)] for p in group["params"]]}
+        )
         for p in group["params"]:
             for key, value in optimizer.state.get(p, {}).items():
                 value = torch.as_tensor(value).detach()
@@ -58,13 +60,17 @@ def latest_checkpoint(out: Path) -> Path | None:
     return out / pointer.read_text().strip() if pointer.is_file() else None
 
 
-def load_training_state(directory: Path, params: Mapping[str, torch.nn.Parameter], optimizer: torch.optim.Optimizer) -> dict:
+def load_training_state(
+    directory: Path, params: Mapping[str, torch.nn.Parameter], optimizer: torch.optim.Optimizer
+) -> dict:
     """Restore weights, optimizer and RNG in place; returns the trainer state (with ``step``)."""
     trainable = load_file(str(directory / "trainable.safetensors"))
     missing = sorted(n for n, p in params.items() if p.requires_grad and n not in trainable)
     unknown = sorted(set(trainable) - set(params))
     if missing or unknown:
-        raise ValueError(f"checkpoint {directory} does not fit this run: missing {missing[:5]}, unexpected {unknown[:5]}")
+        raise ValueError(
+            f"checkpoint {directory} does not fit this run: missing {missing[:5]}, unexpected {unknown[:5]}"
+        )
     with torch.no_grad():
         for name, tensor in trainable.items():
             params[name].copy_(tensor)

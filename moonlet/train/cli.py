@@ -23,9 +23,14 @@ EXAMPLES = """examples:
 
 def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "train", help="train from scratch or fine-tune", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
+        "train",
+        help="train from scratch or fine-tune",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--data", required=True, nargs="+", help="dataset directories or JSONL files, used together (docs/data.md)")
+    p.add_argument(
+        "--data", required=True, nargs="+", help="dataset directories or JSONL files, used together (docs/data.md)"
+    )
     p.add_argument("--out", required=True, help="run directory: checkpoints, metrics.jsonl, model/")
     start = p.add_mutually_exclusive_group(required=True)
     start.add_argument("--init", help="checkpoint to fine-tune (directory, file or hub id)")
@@ -89,7 +94,9 @@ def run_train(args) -> int:
         loaded = moonlet.load(args.init, revision=args.revision, device=device, dtype="float32")
         model, tokenizer = loaded.model, loaded.tokenizer
     elif resuming and (Path(args.out) / "init").is_dir():
-        loaded = moonlet.load(Path(args.out) / "init", device=device, dtype="float32")  # same architecture and tokenizer
+        loaded = moonlet.load(
+            Path(args.out) / "init", device=device, dtype="float32"
+        )  # same architecture and tokenizer
         model, tokenizer = loaded.model, loaded.tokenizer
     elif args.resume and state is not None and (state / "config.json").is_file():
         model, tokenizer = _model_of_state(state, device)  # its weights come from the state when fit() resumes
@@ -106,8 +113,11 @@ def run_train(args) -> int:
     trainer.fit(resume=args.resume)
     if trainer.stopped_early:
         if trainer.is_main:
-            print(f"stopped after {config.stop_after_min:g} minutes at step {trainer.step} of {config.steps}; "
-                  "run the same command again to continue", flush=True)
+            print(
+                f"stopped after {config.stop_after_min:g} minutes at step {trainer.step} of {config.steps}; "
+                "run the same command again to continue",
+                flush=True,
+            )
         return STOPPED_EARLY
     trainer.save()
     exported = trainer.export(dtype=_dtype(args.export_dtype))
@@ -127,7 +137,9 @@ def _describe_state(state: Path, model, tokenizer) -> None:
     from ..checkpoints.config_json import config_to_dict
 
     state.mkdir(parents=True, exist_ok=True)
-    (state / "config.json").write_text(json.dumps({"model_type": "moondream1", "config": config_to_dict(model.config)}, indent=1))
+    (state / "config.json").write_text(
+        json.dumps({"model_type": "moondream1", "config": config_to_dict(model.config)}, indent=1)
+    )
     tokenizer.backend.save(str(state / "tokenizer.json"))
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+
 import numpy as np
 
 from ..data.reader import Row, iter_rows
@@ -21,7 +22,7 @@ def load_groups(path: str | Path | Sequence[str | Path], max_rows_per_image: int
     """Every image with its rows, in file order (datasets in the order given). Only row
     metadata is held, never pixels."""
     paths = [path] if isinstance(path, (str, Path)) else list(path)
-    grouped: "OrderedDict[Path, list[Row]]" = OrderedDict()
+    grouped: OrderedDict[Path, list[Row]] = OrderedDict()
     for row in (row for one in paths for row in iter_rows(one)):
         grouped.setdefault(row.image, []).append(row)
     groups = [ImageGroup(image, tuple(rows[:max_rows_per_image])) for image, rows in grouped.items()]

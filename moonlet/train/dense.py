@@ -55,7 +55,7 @@ class DenseTargets:
     offset: torch.Tensor
     size: torch.Tensor
 
-    def to(self, device) -> "DenseTargets":
+    def to(self, device) -> DenseTargets:
         return DenseTargets(**{k: v.to(device) for k, v in self.__dict__.items()})
 
 
@@ -85,8 +85,15 @@ def scene_targets(scene: dict, grid: int) -> dict[str, torch.Tensor]:
     for item in scene.get("texts", []):
         x0, y0, x1, y1 = item["box_norm"]
         text[(xs >= x0) & (xs <= x1) & (ys >= y0) & (ys <= y1)] = 1.0
-    return {"centre": heat, "colour": colour, "shape": shape, "text": text, "at_centre": at_centre,
-            "offset": offset, "size": size}
+    return {
+        "centre": heat,
+        "colour": colour,
+        "shape": shape,
+        "text": text,
+        "at_centre": at_centre,
+        "offset": offset,
+        "size": size,
+    }
 
 
 def batch_targets(scenes: list[dict], grid: int) -> DenseTargets:
@@ -100,8 +107,14 @@ class DenseHead(nn.Module):
     def __init__(self, config: VisionConfig, seed: int = 0):
         super().__init__()
         self.grid = config.grid_size
-        self.sizes = {"centre": 1, "colour": len(COLOUR_CLASSES), "shape": len(SHAPE_CLASSES), "text": 1,
-                      "offset": 2, "size": 2}
+        self.sizes = {
+            "centre": 1,
+            "colour": len(COLOUR_CLASSES),
+            "shape": len(SHAPE_CLASSES),
+            "text": 1,
+            "offset": 2,
+            "size": 2,
+        }
         self.norm = nn.LayerNorm(config.enc_dim)
         self.out = nn.Linear(config.enc_dim, sum(self.sizes.values()))
         generator = torch.Generator().manual_seed(seed)  # the same head for the same seed, whatever ran before

@@ -33,8 +33,13 @@ def dev_samples(path: str | Path, scenes: int) -> list:
 def flat_metrics(metrics: dict, categories: dict) -> dict[str, float]:
     """``dev_*`` figures: QA overall and per question type, pointing, detection, captions."""
     out = {}
-    names = {"qa_accuracy": "dev_qa", "point_in_box": "dev_point", "detect_map50": "dev_map50",
-             "detect_absent_empty": "dev_detect_absent_empty", "caption_object_recall": "dev_caption_recall"}
+    names = {
+        "qa_accuracy": "dev_qa",
+        "point_in_box": "dev_point",
+        "detect_map50": "dev_map50",
+        "detect_absent_empty": "dev_detect_absent_empty",
+        "caption_object_recall": "dev_caption_recall",
+    }
     for key, name in names.items():
         if key in metrics:
             out[name] = round(float(metrics[key]), 4)
@@ -53,8 +58,14 @@ def evaluate_dev(model, tokenizer, samples: list, batch_size: int = 16) -> dict[
     try:
         moondream = Moondream(model, tokenizer, name="training")
         with tempfile.TemporaryDirectory() as tmp:
-            predictions = predict(moondream, BENCHMARKS["synthetic"], samples, Path(tmp) / "dev.jsonl",
-                                  batch_size=batch_size, progress=False)
+            predictions = predict(
+                moondream,
+                BENCHMARKS["synthetic"],
+                samples,
+                Path(tmp) / "dev.jsonl",
+                batch_size=batch_size,
+                progress=False,
+            )
         metrics, categories = score_synthetic([(s, predictions[s.id]) for s in samples])
     finally:
         model.train(was_training)

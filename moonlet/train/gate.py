@@ -47,8 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     failures = check(row, floors)
     figures = ", ".join(f"{k} {row.get(k)}" for k in floors)
-    print(f"{args.stage} at step {row['step']} ({row.get('images')} images): {figures}: "
-          + ("GO" if not failures else "NO-GO (" + "; ".join(failures) + ")"))
+    print(
+        f"{args.stage} at step {row['step']} ({row.get('images')} images): {figures}: "
+        + ("GO" if not failures else "NO-GO (" + "; ".join(failures) + ")")
+    )
     return 0 if not failures else 1
 
 

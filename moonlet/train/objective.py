@@ -106,7 +106,9 @@ def losses(
     row_count = torch.zeros(n, device=hidden.device)
     parts: dict[str, torch.Tensor] = {}
 
-    def add(name: str, selected: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor, weight: float, soft: bool) -> None:
+    def add(
+        name: str, selected: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor, weight: float, soft: bool
+    ) -> None:
         """logits (n, ..., bins) with targets (n, ...)."""
         logits = logits.float()
         if soft and weights.bin_sigma > 0:

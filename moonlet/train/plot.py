@@ -1,6 +1,6 @@
 """Training curves: dev figures (and the loss) against images seen, from a run's metrics log.
 
-    python -m moonlet.train.plot runs/nano/train/metrics.jsonl --out docs/models/moonlet-nano-curves.png
+python -m moonlet.train.plot runs/nano/train/metrics.jsonl --out docs/models/moonlet-nano-curves.png
 """
 
 from __future__ import annotations
@@ -11,8 +11,12 @@ from pathlib import Path
 
 # Dev figures drawn, with their legend labels, in this order.
 CURVES = {
-    "dev_qa": "QA (all types)", "dev_point": "pointing (in box)", "dev_map50": "detection mAP@0.5",
-    "dev_read": "reading", "dev_caption_recall": "caption object recall", "dev_detect_absent_empty": "absent: no boxes",
+    "dev_qa": "QA (all types)",
+    "dev_point": "pointing (in box)",
+    "dev_map50": "detection mAP@0.5",
+    "dev_read": "reading",
+    "dev_caption_recall": "caption object recall",
+    "dev_detect_absent_empty": "absent: no boxes",
 }
 
 

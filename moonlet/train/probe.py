@@ -32,7 +32,7 @@ from ..checkpoints.loading import EMBEDDED_DIR, EMBEDDED_MODEL
 from ..modeling.init import build_random
 from ..profiles import PROFILES
 from ..tokenizer import Tokenizer
-from .trainer import Trainer, TrainConfig
+from .trainer import TrainConfig, Trainer
 
 # Vision options per variant; every other field is the moonlet-nano profile's.
 CONV = {"stem": "conv", "stem_channels": (32, 64), "enc_patch_size": 16}
@@ -43,8 +43,13 @@ VARIANTS: dict[str, dict] = {
     "coordconv": {"patch_norm": True, "coord_channels": True},
     "conv": {**CONV, "crop_size": 144, "patch_norm": True},
     "conv-sincos": {**CONV, "crop_size": 144, "patch_norm": True, "position_table": "sincos"},
-    "conv-sincos-coord": {**CONV, "crop_size": 144, "patch_norm": True, "position_table": "sincos",
-                          "coord_channels": True},
+    "conv-sincos-coord": {
+        **CONV,
+        "crop_size": 144,
+        "patch_norm": True,
+        "position_table": "sincos",
+        "coord_channels": True,
+    },
     "conv-sincos-192": {**CONV, "crop_size": 192, "patch_norm": True, "position_table": "sincos"},
 }
 # Variants that also train the dense auxiliary head (moonlet.train.dense) with this weight.
@@ -75,7 +80,9 @@ def write_point_rows(train: list[dict], directory: Path) -> Path:
     with path.open("w") as f:
         for index, scene in enumerate(train):
             point = scene["objects"][0]["point_norm"]
-            f.write(json.dumps({"image": scene["image"], "object": object_name(scene, index), "points": [point]}) + "\n")
+            f.write(
+                json.dumps({"image": scene["image"], "object": object_name(scene, index), "points": [point]}) + "\n"
+            )
     return path
 
 
@@ -139,25 +146,47 @@ def run_variant(args: argparse.Namespace, variant: str) -> dict:
     tokenizer = Tokenizer.from_file(EMBEDDED_DIR / EMBEDDED_MODEL / "tokenizer.json")
     model = build_random(config, seed=args.seed)
     train, test = scenes(Path(args.train)), scenes(Path(args.test))[: args.test_scenes]
-    result = {"variant": variant, "dense_weight": dense_weight,
-              "vision": {k: v for k, v in asdict(config.vision).items() if k in VARIANTS[vision_variant]},
-              "steps": args.steps, "batch_size": args.batch_size, "train_scenes": len(train),
-              "test_scenes": len(test), "threads": torch.get_num_threads(),
-              "cpu": torch.backends.cpu.get_cpu_capability()}
+    result = {
+        "variant": variant,
+        "dense_weight": dense_weight,
+        "vision": {k: v for k, v in asdict(config.vision).items() if k in VARIANTS[vision_variant]},
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "train_scenes": len(train),
+        "test_scenes": len(test),
+        "threads": torch.get_num_threads(),
+        "cpu": torch.backends.cpu.get_cpu_capability(),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         data = write_point_rows(train, Path(tmp))
         if dense_weight:  # the head reads each image's ground truth beside the rows
             (Path(tmp) / "truth").mkdir()
             with (Path(tmp) / "truth" / "scenes.jsonl").open("w") as f:
                 f.writelines(json.dumps(scene) + "\n" for scene in train)
-        trainer = Trainer(model, tokenizer, TrainConfig(
-            data=str(data), out=str(Path(tmp) / "run"), steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-            warmup=min(100, args.steps // 10), eval_every=0, save_every=0, log_every=max(1, args.steps // 20),
-            region_weight=1.0, bin_sigma=args.bin_sigma, seed=args.seed, progress=False, dense_weight=dense_weight))
+        trainer = Trainer(
+            model,
+            tokenizer,
+            TrainConfig(
+                data=str(data),
+                out=str(Path(tmp) / "run"),
+                steps=args.steps,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                warmup=min(100, args.steps // 10),
+                eval_every=0,
+                save_every=0,
+                log_every=max(1, args.steps // 20),
+                region_weight=1.0,
+                bin_sigma=args.bin_sigma,
+                seed=args.seed,
+                progress=False,
+                dense_weight=dense_weight,
+            ),
+        )
         started = time.perf_counter()
         history = trainer.fit()
         result["train_s"] = round(time.perf_counter() - started, 1)
-    tail = history[-max(1, len(history) // 10):]
+    tail = history[-max(1, len(history) // 10) :]
     result["coord_loss_end"] = round(float(np.mean([h["coord"] for h in tail if "coord" in h])), 4)
     model.eval()
     result.update(decoder_pointing(Moondream(model, tokenizer), test))
@@ -167,10 +196,17 @@ def run_variant(args: argparse.Namespace, variant: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m moonlet.train.probe", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--train", required=True, help="one-object scenes to train on (moonlet data generate --objects 1)")
+    parser.add_argument(
+        "--train", required=True, help="one-object scenes to train on (moonlet data generate --objects 1)"
+    )
     parser.add_argument("--test", required=True, help="fresh one-object scenes (another seed)")
-    parser.add_argument("--variant", action="append", choices=sorted(VARIANTS) + sorted(DENSE_VARIANTS), required=True,
-                        help="vision options to try (repeat for several)")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        choices=sorted(VARIANTS) + sorted(DENSE_VARIANTS),
+        required=True,
+        help="vision options to try (repeat for several)",
+    )
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)

@@ -22,9 +22,9 @@ from ..progress import progress_bar
 from ..prompts import PromptBuilder
 from .batch import pack
 from .checkpoint import has_training_state, latest_checkpoint, load_training_state, save_training_state
+from .data import BatchOrder, ImageGroup, load_groups
 from .dense import DenseHead, batch_targets, read_truth
 from .dev_eval import BAR_KEYS, dev_samples, evaluate_dev
-from .data import BatchOrder, ImageGroup, load_groups
 from .lora import add_lora, merge_lora
 from .objective import LossWeights, batch_weight, losses, parse_task_weights
 from .sequences import SequenceBuilder
@@ -75,7 +75,7 @@ class TrainConfig:
     bin_sigma: float = 0.0  # Gaussian soft labels for region bins, in bins (0: one-hot)
     progress: bool = True
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
@@ -83,7 +83,9 @@ class TrainConfig:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if not 0 <= self.decay_steps <= self.steps - self.warmup:
-            raise ValueError(f"decay_steps {self.decay_steps} must be in [0, steps - warmup = {self.steps - self.warmup}]")
+            raise ValueError(
+                f"decay_steps {self.decay_steps} must be in [0, steps - warmup = {self.steps - self.warmup}]"
+            )
         parse_task_weights(self.task_weights)
         return self
 
@@ -130,7 +132,13 @@ def parameter_groups(model: MoondreamModel, config: TrainConfig) -> list[dict]:
         decay = param.dim() >= 2 and "wte" not in name and "pos_emb" not in name and "features" not in name
         groups.setdefault((family, decay), []).append(param)
     return [
-        {"params": params, "lr": rates[family], "base_lr": rates[family], "weight_decay": config.weight_decay if decay else 0.0, "name": f"{family}{'' if decay else '.no_decay'}"}
+        {
+            "params": params,
+            "lr": rates[family],
+            "base_lr": rates[family],
+            "weight_decay": config.weight_decay if decay else 0.0,
+            "name": f"{family}{'' if decay else '.no_decay'}",
+        }
         for (family, decay), params in sorted(groups.items())
     ]
 
@@ -194,7 +202,9 @@ class Trainer:
         self.step = 0
         self.stopped_early = False  # fit() stopped by stop_after_min before the last step
         self.autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" and torch.cuda.is_bf16_supported() else nullcontext()
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if self.device.type == "cuda" and torch.cuda.is_bf16_supported()
+            else nullcontext()
         )
 
     @property
@@ -223,15 +233,21 @@ class Trainer:
         per_micro = max(1, len(chosen) // self.config.grad_accum)
         for start in range(0, len(chosen), per_micro):
             indices = chosen[start : start + per_micro]
-            batch = pack([self._prepare(self.groups[i], self._rows(step, i)) for i in indices], self.model.config.prefix_len)
+            batch = pack(
+                [self._prepare(self.groups[i], self._rows(step, i)) for i in indices], self.model.config.prefix_len
+            )
             if self.dense_head is not None:
-                batch.dense = batch_targets([self._truth(self.groups[i]) for i in indices], self.model.config.vision.grid_size)
+                batch.dense = batch_targets(
+                    [self._truth(self.groups[i]) for i in indices], self.model.config.vision.grid_size
+                )
             yield batch.to(self.device)
 
     def _truth(self, group: ImageGroup) -> dict:
         scene = self.truth.get(str(Path(group.image).resolve()))
         if scene is None:
-            raise ValueError(f"dense_weight needs each image's ground truth (truth/ of a generated dataset); none for {group.image}")
+            raise ValueError(
+                f"dense_weight needs each image's ground truth (truth/ of a generated dataset); none for {group.image}"
+            )
         return scene
 
     # --- loop -----------------------------------------------------------------------------
@@ -254,14 +270,16 @@ class Trainer:
         self._set_lr()
         self.optimizer.zero_grad(set_to_none=True)
         micro = list(self._micro_batches(self.step))
-        weight = torch.tensor([sum(batch_weight(batch, self.weights) for batch in micro)], dtype=torch.float64, device=self.device)
+        weight = torch.tensor(
+            [sum(batch_weight(batch, self.weights) for batch in micro)], dtype=torch.float64, device=self.device
+        )
         if self.world > 1:
             torch.distributed.all_reduce(weight)
         total_weight = max(float(weight), 1e-9)
         totals: dict[str, float] = {"loss": 0.0}
         for index, batch in enumerate(micro):
             sync = index == len(micro) - 1 or not hasattr(self.module, "no_sync")
-            with (nullcontext() if sync else self.module.no_sync()), self.autocast:
+            with nullcontext() if sync else self.module.no_sync(), self.autocast:
                 parts = self.module(batch)
                 # DDP averages gradients over ranks: scale by the world size to get the global sum's gradient
                 objective = parts["loss_sum"] * (self.world / total_weight)
@@ -313,8 +331,15 @@ class Trainer:
             return None
         extra = {"config": asdict(self.config)}
         if self.config.state_dir:
-            save_training_state(Path(self.config.state_dir), self.parameters_by_name, self.optimizer, self.step, extra,
-                                moments_dtype=torch.bfloat16, pointer=False)
+            save_training_state(
+                Path(self.config.state_dir),
+                self.parameters_by_name,
+                self.optimizer,
+                self.step,
+                extra,
+                moments_dtype=torch.bfloat16,
+                pointer=False,
+            )
         return save_training_state(
             self.out / f"checkpoint-{self.step:07d}", self.parameters_by_name, self.optimizer, self.step, extra
         )
@@ -358,7 +383,9 @@ class Trainer:
                 metrics.update(evaluate_dev(self.model, self.tokenizer, self.dev))
                 shown_dev = {short: f"{metrics[key]:.2f}" for key, short in BAR_KEYS.items() if key in metrics}
             history.append(metrics)
-            if self.is_main and (self.step % self.config.log_every == 0 or self.step == self.config.steps or evaluating):
+            if self.is_main and (
+                self.step % self.config.log_every == 0 or self.step == self.config.steps or evaluating
+            ):
                 with log_path.open("a") as log:
                     log.write(json.dumps(metrics) + "\n")
             progress.update(1)

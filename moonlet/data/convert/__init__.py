@@ -2,7 +2,8 @@
 Narratives, and an optional caption rewording step through an OpenAI-compatible endpoint.
 
     from moonlet.data.convert import convert_coco, convert_narratives, rewrite_dataset
-    convert_coco("annotations/instances_val2017.json", "val2017", "data/coco", captions="annotations/captions_val2017.json")
+    convert_coco("annotations/instances_val2017.json", "val2017", "data/coco",
+                 captions="annotations/captions_val2017.json")
 """
 
 from __future__ import annotations

@@ -28,8 +28,9 @@ def add_convert_parsers(sub) -> None:
     _common(p)
     p = kinds.add_parser("narratives", help="Localized Narratives JSONL")
     p.add_argument("--narratives", required=True, help="a *_localized_narratives.jsonl file")
-    p.add_argument("--pattern", help="image file name from {image_id} (default: {image_id:0>12}.jpg for COCO, "
-                                     "else {image_id}.jpg)")
+    p.add_argument(
+        "--pattern", help="image file name from {image_id} (default: {image_id:0>12}.jpg for COCO, else {image_id}.jpg)"
+    )
     p.add_argument("--shard-size", type=positive_int, default=1000, help="narratives per JSONL shard (default 1000)")
     _common(p)
     p = sub.add_parser("rewrite", help="reword captions through an OpenAI-compatible chat endpoint")
@@ -38,8 +39,12 @@ def add_convert_parsers(sub) -> None:
     p.add_argument("--model", help="model name to send")
     p.add_argument("--api-key", help="sent as a Bearer token")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
-    p.add_argument("--max-failures", type=positive_int, default=5,
-                   help="stop calling the endpoint after this many failures in a row (default 5)")
+    p.add_argument(
+        "--max-failures",
+        type=positive_int,
+        default=5,
+        help="stop calling the endpoint after this many failures in a row (default 5)",
+    )
     p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
     _common(p, images=False)
 
@@ -56,15 +61,27 @@ def _run(args: argparse.Namespace) -> int:
     from . import convert_coco, convert_narratives, rewrite_dataset
 
     if args.data_command == "rewrite":
-        meta = rewrite_dataset(args.data, args.out, args.endpoint, args.model, args.api_key, args.timeout,
-                               args.max_failures, args.temperature, args.seed, args.force)
+        meta = rewrite_dataset(
+            args.data,
+            args.out,
+            args.endpoint,
+            args.model,
+            args.api_key,
+            args.timeout,
+            args.max_failures,
+            args.temperature,
+            args.seed,
+            args.force,
+        )
         keys = ("captions", "rewritten", "kept")
     elif args.convert_source == "coco":
-        meta = convert_coco(args.instances, args.images, args.out, args.captions, args.seed, args.questions,
-                            args.shard_size, args.force)
+        meta = convert_coco(
+            args.instances, args.images, args.out, args.captions, args.seed, args.questions, args.shard_size, args.force
+        )
     else:
-        meta = convert_narratives(args.narratives, args.images, args.out, args.seed, args.pattern, args.shard_size,
-                                  args.force)
+        meta = convert_narratives(
+            args.narratives, args.images, args.out, args.seed, args.pattern, args.shard_size, args.force
+        )
     if args.data_command == "convert":
         keys = (meta["unit"], "missing_images", "rows", "kinds", "shards")
     print(json.dumps({k: meta[k] for k in keys}))

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -113,8 +113,9 @@ def questions(img: CocoImage, absent: list[str], ph: Phraser, count: int, absent
     return rows
 
 
-def image_rows(img: CocoImage, captions: list[str], names: list[str], seed: int, count: int,
-               config: AnnotationConfig | None = None) -> list[dict]:
+def image_rows(
+    img: CocoImage, captions: list[str], names: list[str], seed: int, count: int, config: AnnotationConfig | None = None
+) -> list[dict]:
     """Every row of one image (without ``image``): captions, questions, detect rows, point rows.
 
     Detect and point rows cover every countable category, plus one absent category each (empty list)."""
@@ -144,8 +145,16 @@ def iter_coco(instances: dict, captions: dict | None = None) -> Iterator[tuple[d
         yield image, CocoImage(image, annotations.get(image["id"], []), categories), texts.get(image["id"], [])
 
 
-def convert_coco(instances: str | Path, images: str | Path, out: str | Path, captions: str | Path | None = None,
-                 seed: int = 0, questions_per_image: int = 6, shard_size: int = 1000, force: bool = False) -> dict:
+def convert_coco(
+    instances: str | Path,
+    images: str | Path,
+    out: str | Path,
+    captions: str | Path | None = None,
+    seed: int = 0,
+    questions_per_image: int = 6,
+    shard_size: int = 1000,
+    force: bool = False,
+) -> dict:
     """Convert a COCO split into ``out``; returns meta.json's content. Images whose file is missing
     under ``images`` are skipped and counted (``missing_images``)."""
     if seed < 0 or questions_per_image < 0:
@@ -153,9 +162,16 @@ def convert_coco(instances: str | Path, images: str | Path, out: str | Path, cap
     data = load_json(instances)
     names = sorted({c["name"] for c in data["categories"]})
     out = prepare_out(out, force)
-    meta = {"generator": "moonlet.data.convert.coco", "version": CONVERTER_VERSION, "seed": seed,
-            "instances": str(instances), "captions": str(captions) if captions else None, "images_dir": str(images),
-            "questions": questions_per_image, "categories": names}
+    meta = {
+        "generator": "moonlet.data.convert.coco",
+        "version": CONVERTER_VERSION,
+        "seed": seed,
+        "instances": str(instances),
+        "captions": str(captions) if captions else None,
+        "images_dir": str(images),
+        "questions": questions_per_image,
+        "categories": names,
+    }
     skipped = 0
     with RowWriter(out, meta, shard_size) as writer:
         for image, img, texts in iter_coco(data, load_json(captions) if captions else None):

@@ -39,9 +39,10 @@ def plural(name: str) -> str:
 def mentions(text: str, names) -> set[str]:
     """The names (singular or plural, whole words, any case) that ``text`` mentions. Longer names
     are matched first and their words masked, so 'hot dog' does not also count as 'dog'."""
-    forms = sorted(((form.lower(), name) for name in set(names)
-                    for form in {name, singular(name), plural(name)}),
-                   key=lambda item: -len(item[0]))
+    forms = sorted(
+        ((form.lower(), name) for name in set(names) for form in {name, singular(name), plural(name)}),
+        key=lambda item: -len(item[0]),
+    )
     text = " " + re.sub(r"[^a-z0-9]+", " ", text.lower()) + " "
     found = set()
     for form, name in forms:

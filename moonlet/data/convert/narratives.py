@@ -24,15 +24,16 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from .coco import clean_caption
 from .output import RowWriter, prepare_out
 
 CONVERTER_VERSION = "1"
 MIN_LENGTH, MIN_POINTS, MAX_SPREAD, MERGE = 3, 2, 0.15, 0.05
-STOP_WORDS = frozenset("""
+STOP_WORDS = frozenset(
+    """
 a an the this that these those there here it its is are was were be been being am and or but of in on at to
 from with without by for as into onto over under above below behind near next beside between through
 we can see could i you he she they them his her their our my me us some any many few one two three also
@@ -43,7 +44,8 @@ center centre corner background foreground front back up down around edge ends e
 black white red green blue yellow orange purple pink brown gray grey color colour colored coloured
 small big large little tall short long dark light bright
 standing sitting holding wearing walking lying placed kept hanging attached
-""".split())
+""".split()
+)
 DEFAULT_PATTERN = "{image_id}.jpg"
 COCO_PATTERN = "{image_id:0>12}.jpg"  # COCO file names are the id padded to 12 digits
 
@@ -60,8 +62,12 @@ def object_word(utterance: str) -> str | None:
 
 def span_point(traces: list[list[dict]], start: float, end: float) -> list[float] | None:
     """The mean in-image trace point recorded during ``[start, end]`` (rules 2 and 3)."""
-    pts = [(p["x"], p["y"]) for segment in traces for p in segment
-           if start <= p["t"] <= end and 0.0 <= p["x"] <= 1.0 and 0.0 <= p["y"] <= 1.0]
+    pts = [
+        (p["x"], p["y"])
+        for segment in traces
+        for p in segment
+        if start <= p["t"] <= end and 0.0 <= p["x"] <= 1.0 and 0.0 <= p["y"] <= 1.0
+    ]
     if len(pts) < MIN_POINTS:
         return None
     mean = [sum(v) / len(pts) for v in zip(*pts)]
@@ -103,14 +109,27 @@ def image_path(images: str | Path, record: dict, pattern: str | None = None) -> 
     return Path(images) / pattern.format(image_id=str(record["image_id"]), dataset_id=record.get("dataset_id", ""))
 
 
-def convert_narratives(narratives: str | Path, images: str | Path, out: str | Path, seed: int = 0,
-                       pattern: str | None = None, shard_size: int = 1000, force: bool = False) -> dict:
+def convert_narratives(
+    narratives: str | Path,
+    images: str | Path,
+    out: str | Path,
+    seed: int = 0,
+    pattern: str | None = None,
+    shard_size: int = 1000,
+    force: bool = False,
+) -> dict:
     """Convert a Localized Narratives JSONL file into ``out`` (one row group per narrative);
     returns meta.json's content. Narratives whose image file is missing are skipped and counted."""
     out = prepare_out(out, force)
-    meta = {"generator": "moonlet.data.convert.narratives", "version": CONVERTER_VERSION, "seed": seed,
-            "narratives_file": str(narratives), "images_dir": str(images), "pattern": pattern,
-            "heuristic": {"min_length": MIN_LENGTH, "min_points": MIN_POINTS, "max_spread": MAX_SPREAD, "merge": MERGE}}
+    meta = {
+        "generator": "moonlet.data.convert.narratives",
+        "version": CONVERTER_VERSION,
+        "seed": seed,
+        "narratives_file": str(narratives),
+        "images_dir": str(images),
+        "pattern": pattern,
+        "heuristic": {"min_length": MIN_LENGTH, "min_points": MIN_POINTS, "max_spread": MAX_SPREAD, "merge": MERGE},
+    }
     skipped = 0
     with RowWriter(out, meta, shard_size, unit="narratives") as writer:
         for record in iter_narratives(narratives):

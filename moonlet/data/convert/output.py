@@ -73,12 +73,18 @@ class RowWriter:
 
     def close(self, **extra) -> dict:
         self._close_file()
-        self.meta.update(extra, **{self.unit: self.groups}, rows=sum(self.kinds.values()),
-                         kinds=dict(sorted(self.kinds.items())), shards=self.shards, complete=True)
+        self.meta.update(
+            extra,
+            **{self.unit: self.groups},
+            rows=sum(self.kinds.values()),
+            kinds=dict(sorted(self.kinds.items())),
+            shards=self.shards,
+            complete=True,
+        )
         write_meta(self.out, self.meta)
         return self.meta
 
-    def __enter__(self) -> "RowWriter":
+    def __enter__(self) -> RowWriter:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -73,8 +73,17 @@ def check_reply(reply: str, original: str, known: set[str], vocabulary: set[str]
 class Rewriter:
     """Calls the endpoint; counts failures in a row and stops calling after ``max_failures``."""
 
-    def __init__(self, endpoint: str, model: str | None = None, api_key: str | None = None, timeout: float = 30.0,
-                 max_failures: int = 5, temperature: float = 0.7, max_tokens: int = 160, seed: int = 0):
+    def __init__(
+        self,
+        endpoint: str,
+        model: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        max_failures: int = 5,
+        temperature: float = 0.7,
+        max_tokens: int = 160,
+        seed: int = 0,
+    ):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)))
         self.url, self.model, self.max_failures = chat_url(endpoint), model, max_failures
@@ -85,9 +94,14 @@ class Rewriter:
         """(reply, None) or (None, error)."""
         if self.failures >= self.max_failures:
             return None, f"endpoint disabled after {self.max_failures} failures in a row"
-        body = {"messages": [{"role": "system", "content": SYSTEM_PROMPT},
-                             {"role": "user", "content": user_prompt(caption, objects)}],
-                **self.options, "seed": self.seed + number}
+        body = {
+            "messages": [
+                {"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "user", "content": user_prompt(caption, objects)},
+            ],
+            **self.options,
+            "seed": self.seed + number,
+        }
         if self.model:
             body["model"] = self.model
         try:
@@ -130,9 +144,18 @@ def annotated_names(files: list[Path], categories=()) -> tuple[dict[Path, set[st
     return known, vocabulary
 
 
-def rewrite_dataset(data: str | Path, out: str | Path, endpoint: str, model: str | None = None,
-                    api_key: str | None = None, timeout: float = 30.0, max_failures: int = 5,
-                    temperature: float = 0.7, seed: int = 0, force: bool = False) -> dict:
+def rewrite_dataset(
+    data: str | Path,
+    out: str | Path,
+    endpoint: str,
+    model: str | None = None,
+    api_key: str | None = None,
+    timeout: float = 30.0,
+    max_failures: int = 5,
+    temperature: float = 0.7,
+    seed: int = 0,
+    force: bool = False,
+) -> dict:
     """Copy the rows of ``data`` (a dataset directory or JSONL file) to ``out``, captions reworded
     where the reply passes the check; image paths are made relative to ``out``. Returns meta.json's content."""
     files = jsonl_files(data)
@@ -143,8 +166,16 @@ def rewrite_dataset(data: str | Path, out: str | Path, endpoint: str, model: str
     known, vocabulary = annotated_names(files, categories)
     out = prepare_out(out, force, extra=("rewrites/log.jsonl",))
     (out / "rewrites").mkdir(exist_ok=True)
-    meta = {"generator": "moonlet.data.convert.rewrite", "source": str(data), "endpoint": endpoint, "model": model,
-            "temperature": temperature, "seed": seed, "system_prompt": SYSTEM_PROMPT, "complete": False}
+    meta = {
+        "generator": "moonlet.data.convert.rewrite",
+        "source": str(data),
+        "endpoint": endpoint,
+        "model": model,
+        "temperature": temperature,
+        "seed": seed,
+        "system_prompt": SYSTEM_PROMPT,
+        "complete": False,
+    }
     write_meta(out, meta)
     outcomes: Counter = Counter()
     rewriter = Rewriter(endpoint, model, api_key, timeout, max_failures, temperature, seed=seed)
@@ -162,15 +193,25 @@ def rewrite_dataset(data: str | Path, out: str | Path, endpoint: str, model: str
                                 raw = {k: v for k, v in raw.items() if k != "objects"}  # no longer in mention order
                                 raw["caption"] = reply
                             outcomes["rewritten" if reason is None else reason.split(":")[0]] += 1
-                            entry = {"file": file.name, "line": number, "image": raw["image"],
-                                     "rewritten": reason is None, "reason": reason, "original": row.caption,
-                                     "reply": reply}
+                            entry = {
+                                "file": file.name,
+                                "line": number,
+                                "image": raw["image"],
+                                "rewritten": reason is None,
+                                "reason": reason,
+                                "original": row.caption,
+                                "reply": reply,
+                            }
                             log.write(json.dumps(entry, ensure_ascii=False) + "\n")
                         target.write(json.dumps(raw, ensure_ascii=False) + "\n")
     finally:
         rewriter.close()
-    meta.update(captions=sum(outcomes.values()), rewritten=outcomes["rewritten"],
-                kept={k: v for k, v in sorted(outcomes.items()) if k != "rewritten"}, files=[f.name for f in files],
-                complete=True)
+    meta.update(
+        captions=sum(outcomes.values()),
+        rewritten=outcomes["rewritten"],
+        kept={k: v for k, v in sorted(outcomes.items()) if k != "rewritten"},
+        files=[f.name for f in files],
+        complete=True,
+    )
     write_meta(out, meta)
     return meta
