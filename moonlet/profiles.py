@@ -123,6 +123,9 @@ PROFILES["2025-04-14"] = _derive("2025-03-27", generation=GenerationDefaults(), 
 
 # Ours: the same architecture scaled down for CPU training on generated scenes. Its templates
 # come from its own tokenizer (moonlet.train.tokenizer_train) and are stored in its config.json.
+# The vision tower trains from scratch on small data: a stride-2 conv stem, LayerNorm on the patch
+# features and a fixed 2-D sin-cos position table (the pointing probe in docs/models/moonlet-nano.md);
+# 192-pixel crops, 16-pixel patches: 12 x 12 image tokens.
 PROFILES["moonlet-nano"] = MoondreamConfig(
     text=TextConfig(dim=192, ff_dim=768, n_layers=4, n_heads=3, n_kv_heads=3, vocab_size=2048, max_context=512),
     vision=VisionConfig(
@@ -132,8 +135,13 @@ PROFILES["moonlet-nano"] = MoondreamConfig(
         enc_n_heads=2,
         proj_out_dim=192,
         proj_inner_dim=512,
-        crop_size=140,
+        crop_size=192,
+        enc_patch_size=16,
         crop_scheme="single",
+        stem="conv",
+        stem_channels=(32, 64),
+        patch_norm=True,
+        position_table="sincos",
     ),
     region=RegionConfig(dim=192, inner_dim=512),
     tokenizer=TokenizerConfig(),

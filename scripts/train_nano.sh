@@ -1,43 +1,71 @@
 #!/usr/bin/env bash
-# Rebuild the embedded model moonlet-nano from nothing: generate scenes, train in three phases,
-# evaluate on held-out scenes, and install the result into moonlet/assets/moonlet-nano.
+# Rebuild the embedded model moonlet-nano from nothing, in stages that resume.
 #   bash scripts/train_nano.sh [RUN_DIR]
-# Sizes can be overridden: BASE_SCENES, EASY_SCENES, SCENES, TEST_SCENES, BASE_STEPS, EASY_STEPS,
-# STEPS. INIT=a model to start phase 1 from instead of running phase 0.
 #
-# Phase 0: a new model on 4,000 full scenes (1-6 objects) learns the language of the answers.
-# Phase 1 (curriculum): scenes with 1-2 objects, where colour, shape and position can only come
-# from the image and are easy to find, so the vision tower learns to see.
-# Phase 2: the 16,000 full scenes and phase 1's easy ones together, from phase 1's model.
+# One run, one optimiser, one warmup-stable-decay schedule across every stage (the data changes,
+# the learning rate does not restart). Both cores train through torchrun (2 ranks, gloo, one
+# thread each). The resumable state (float32 weights, bfloat16 moments, config, tokenizer) is
+# copied to training/nano/ at every save, so a later stretch on a fresh machine continues it:
+# run this script again. A stretch stops itself after STRETCH_MIN minutes (exit status 3).
+#
+# Stages (each ends with a go/no-go figure from the dev set, scored by greedy decoding):
+#   see:  1-2 object scenes, the dense auxiliary head on; captions light, long captions lighter.
+#   full: 1-6 object scenes together with the easy ones; captions at full weight.
+# Then a cool-down branch (the learning rate decays linearly to 10 % over COOL steps, from a copy
+# of the state, so that training can go on from the stable phase later), the held-out evaluation
+# (seed 777, never used in training or for decisions), the curves, and the installed model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${1:-runs/nano}
-BASE_SCENES=${BASE_SCENES:-4000}
-BASE_STEPS=${BASE_STEPS:-4000}
-EASY_SCENES=${EASY_SCENES:-6000}
-SCENES=${SCENES:-16000}
-TEST_SCENES=${TEST_SCENES:-1000}
-EASY_STEPS=${EASY_STEPS:-2500}
-STEPS=${STEPS:-4500}
+STATE=${STATE:-training/nano}
+EASY_SCENES=${EASY_SCENES:-8000}
+FULL_SCENES=${FULL_SCENES:-16000}
+SEE_STEPS=${SEE_STEPS:-6000}     # cumulative step counts at the end of each stage
+FULL_STEPS=${FULL_STEPS:-20000}
+COOL=${COOL:-600}
+STRETCH_MIN=${STRETCH_MIN:-140}
+NPROC=${NPROC:-2}
 M=.venv/bin/moonlet
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-[ -n "${INIT:-}" ] || [ -f "$RUN/scenes-base/meta.json" ] || $M data generate --out "$RUN/scenes-base" --count "$BASE_SCENES" --seed 1 --force
+PY=.venv/bin/python
+export OMP_NUM_THREADS=1
+
+# --- data: training sets, a dev set of its own seed, the held-out test set -------------------
 [ -f "$RUN/scenes-easy/meta.json" ] || $M data generate --out "$RUN/scenes-easy" --count "$EASY_SCENES" --seed 11 --objects 1-2 --force
-[ -f "$RUN/scenes-train/meta.json" ] || $M data generate --out "$RUN/scenes-train" --count "$SCENES" --seed 1 --force
-[ -f "$RUN/scenes-test/meta.json" ] || $M data generate --out "$RUN/scenes-test" --count "$TEST_SCENES" --seed 777 --force
-COMMON=(--batch-size 8 --rows-per-image 6 --warmup 100 --bin-sigma 8 --region-weight 2 --save-every 250 --eval-every 0 --log-every 25 --resume)
-if [ -z "${INIT:-}" ]; then
-  $M train --data "$RUN/scenes-base" --out "$RUN/phase0" --profile moonlet-nano --steps "$BASE_STEPS" --resume \
-    --batch-size 8 --rows-per-image 6 --lr 1e-3 --warmup 200 --bin-sigma 3 --region-weight 2 \
-    --save-every 200 --eval-every 0 --log-every 20
-  INIT="$RUN/phase0/model"
-fi
-START=(--init "$INIT")
-$M train --data "$RUN/scenes-easy" --out "$RUN/phase1" "${START[@]}" --steps "$EASY_STEPS" \
-  --lr 1e-3 --lr-vision 2e-3 --lr-projection 3e-3 "${COMMON[@]}"
-$M train --data "$RUN/scenes-easy" "$RUN/scenes-train" --out "$RUN/phase2" --init "$RUN/phase1/model" --steps "$STEPS" \
-  --lr 7e-4 --lr-vision 1.4e-3 --lr-projection 2e-3 "${COMMON[@]}"
-$M eval synthetic --data "$RUN/scenes-test" --model "$RUN/phase2/model" --out "$RUN/eval" --batch-size 16
+[ -f "$RUN/scenes-full/meta.json" ] || $M data generate --out "$RUN/scenes-full" --count "$FULL_SCENES" --seed 1 --force
+[ -f "$RUN/scenes-dev/meta.json" ] || $M data generate --out "$RUN/scenes-dev" --count 200 --seed 555 --force
+[ -f "$RUN/scenes-test/meta.json" ] || $M data generate --out "$RUN/scenes-test" --count 1000 --seed 777 --force
+# one tokenizer for every stage, learnt on all the training texts (digits split; special ids fixed)
+[ -f "$RUN/tokenizer.json" ] || $PY -m moonlet.train.tokenizer_train --data "$RUN/scenes-easy" "$RUN/scenes-full" \
+  --out "$RUN/tokenizer.json"
+
+TRAIN=($PY -m torch.distributed.run --nproc_per_node "$NPROC" --master_port 29561 -m moonlet train)
+COMMON=(--out "$RUN/train" --profile moonlet-nano --tokenizer "$RUN/tokenizer.json" --state-dir "$STATE" --resume --stop-after-min "$STRETCH_MIN"
+  --batch-size 16 --rows-per-image 16 --lr 1.5e-3 --lr-projection 3e-3 --warmup 300 --schedule wsd
+  --bin-sigma 4 --region-weight 1 --save-every 250 --eval-every 500 --dev-data "$RUN/scenes-dev" --dev-scenes 60
+  --log-every 25 --device cpu)
+stage() {  # stage STEPS [train flags...]: train until the cumulative step count STEPS
+  local steps=$1
+  shift
+  "${TRAIN[@]}" "${COMMON[@]}" --steps "$steps" "$@"
+}
+
+# see: where things are and what they look like, from scenes where only the picture can tell
+stage "$SEE_STEPS" --data "$RUN/scenes-easy" --dense-weight 1.0 --task-weights "caption=0.3,caption_long=0.1"
+$PY -m moonlet.train.gate "$RUN/train/metrics.jsonl" --stage see dev_point=0.6 dev_qa_color=0.7 dev_qa_shape=0.6
+
+# full: every scene, captions at full weight
+stage "$FULL_STEPS" --data "$RUN/scenes-easy" "$RUN/scenes-full" --dense-weight 0.5 --task-weights "caption=1"
+$PY -m moonlet.train.gate "$RUN/train/metrics.jsonl" --stage full dev_qa=0.85 dev_point=0.85 dev_map50=0.7
+
+# cool-down branch from a copy of the state, then export
+rm -rf "$RUN/cool" && mkdir -p "$RUN/cool" && cp -r "$STATE" "$RUN/cool/state"
+"${TRAIN[@]}" --out "$RUN/cool/run" --profile moonlet-nano --state-dir "$RUN/cool/state" --resume \
+  --data "$RUN/scenes-easy" "$RUN/scenes-full" --dense-weight 0.5 --task-weights "caption=1" \
+  --batch-size 16 --rows-per-image 16 --lr 1.5e-3 --lr-projection 3e-3 --warmup 300 --schedule wsd \
+  --steps "$((FULL_STEPS + COOL))" --decay-steps "$COOL" --bin-sigma 4 --save-every 0 --eval-every 0 --log-every 25 \
+  --device cpu
+$M eval synthetic --data "$RUN/scenes-test" --model "$RUN/cool/run/model" --out "$RUN/eval" --batch-size 16
+$PY -m moonlet.train.plot "$RUN/train/metrics.jsonl" --out docs/models/moonlet-nano-curves.png
 mkdir -p moonlet/assets/moonlet-nano
-cp "$RUN/phase2/model/"{model.safetensors,config.json,tokenizer.json} moonlet/assets/moonlet-nano/
+cp "$RUN/cool/run/model/"{model.safetensors,config.json,tokenizer.json} moonlet/assets/moonlet-nano/
 echo "installed moonlet/assets/moonlet-nano; scores in $RUN/eval/results.json"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,11 +30,21 @@ ALL_ON = {
 
 
 def nano_with(**vision) -> moonlet.MoondreamConfig:
-    return replace(NANO, vision=replace(NANO.vision, **vision))
+    """moonlet-nano with every vision option at its default (SigLIP's), then ``vision`` applied."""
+    plain = {
+        "stem": "linear",
+        "stem_channels": (),
+        "enc_patch_size": 14,
+        "crop_size": 140,
+        "coord_channels": False,
+        "patch_norm": False,
+        "position_table": "learned",
+    }
+    return replace(NANO, vision=replace(NANO.vision, **(plain | vision)))
 
 
 def test_defaults_add_no_tensors():
-    names = set(build_random(NANO).state_dict())
+    names = set(build_random(nano_with()).state_dict())
     assert not any(".stem." in n or "patch_norm" in n or "pos_fixed" in n for n in names)
 
 
@@ -98,3 +109,14 @@ def test_options_round_trip_through_config_json(tmp_path):
 def test_bad_options_are_named(changes, message):
     with pytest.raises(ConfigError, match=message):
         nano_with(**changes).validate()
+
+
+def test_a_config_written_before_the_options_loads_as_it_was():
+    """moonlet-nano v2's config.json (frozen copy) predates the options; the profile now has them on."""
+    from moonlet.checkpoints.config_json import config_from_json
+
+    assert PROFILES["moonlet-nano"].vision.stem == "conv"
+    old = config_from_json(json.loads((Path(__file__).parent / "fixtures" / "moonlet-nano-v2-config.json").read_text()))
+    assert old.profile == "moonlet-nano"
+    assert (old.vision.stem, old.vision.patch_norm, old.vision.position_table) == ("linear", False, "learned")
+    assert (old.vision.crop_size, old.vision.enc_patch_size, old.prefix_len) == (140, 14, 101)

@@ -87,3 +87,26 @@ def tokenizer_config_for(tokenizer: Tokenizer, base: TokenizerConfig) -> Tokeniz
 
 def save_tokenizer(tokenizer: Tokenizer, path: Path) -> None:
     tokenizer.backend.save(str(path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m moonlet.train.tokenizer_train --data A [B ...] --out tokenizer.json``"""
+    import argparse
+
+    from ..data.reader import iter_rows
+
+    parser = argparse.ArgumentParser(prog="python -m moonlet.train.tokenizer_train", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", nargs="+", required=True, help="datasets whose texts the tokenizer learns")
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--vocab-size", type=int, default=2048)
+    args = parser.parse_args(argv)
+    rows = (row for path in args.data for row in iter_rows(path, check_images=False))
+    tokenizer = train_tokenizer(row_texts(rows), args.vocab_size)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_tokenizer(tokenizer, args.out)
+    print(f"{args.out}: {tokenizer.backend.get_vocab_size()} tokens")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
