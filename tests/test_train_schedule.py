@@ -7,7 +7,8 @@ import json
 import pytest
 from test_train import dataset, tiny_model, tokenizer  # noqa: F401  (fixtures)
 
-from moonlet.train.trainer import TrainConfig, Trainer, learning_rate_factor
+from moonlet.train.options import learning_rate_factor
+from moonlet.train.trainer import TrainConfig, Trainer
 
 
 def test_wsd_warms_up_holds_then_cools_down_linearly():

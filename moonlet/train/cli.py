@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .trainer import MODES, TrainConfig
+from .options import MODES, TrainConfig
 
 EXAMPLES = """examples:
   moonlet train --data scenes/ --out runs/nano --profile moonlet-nano --steps 20000 --batch-size 16
