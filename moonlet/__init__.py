@@ -23,6 +23,8 @@ def load(
     config: MoondreamConfig | dict | None = None,
     tokenizer=None,
     compile: bool = False,
+    variants: dict[str, str | os.PathLike] | str | os.PathLike | None = None,
+    allow_network: bool = False,
 ) -> Moondream:
     """Load a model: a local directory or ``.safetensors`` file, a hub id such as
     ``vikhyatk/moondream2`` (with ``revision``), or the embedded model when ``model`` is None.
@@ -30,8 +32,12 @@ def load(
     ``device`` defaults to CUDA when available; ``dtype`` to the checkpoint's dtype on GPU and
     float32 on CPU. ``tokenizer`` overrides the checkpoint's tokenizer. ``compile`` runs the
     vision encoder and each decode step through ``torch.compile`` (CUDA graphs on GPU): slower
-    first calls, faster steady state; for servers and long jobs.
+    first calls, faster steady state; for servers and long jobs. ``variants``: LoRA adapters by name
+    (``{"name": path}``, or a directory of ``.safetensors`` / ``.pt`` files named by their stems), for
+    ``settings={"variant": name}``; ``allow_network``: let a hosted variant id be downloaded from
+    Moondream's API (``MOONDREAM_ENDPOINT``, ``MOONDREAM_API_KEY``).
     """
     net, own_tokenizer, resolved = load_model(model, revision, device, dtype, config)
     name = str(model) if model is not None else "moonlet-nano"
-    return Moondream(net, tokenizer if tokenizer is not None else own_tokenizer, name=name, compile=compile)
+    chosen = tokenizer if tokenizer is not None else own_tokenizer
+    return Moondream(net, chosen, name=name, compile=compile, variants=variants, allow_network=allow_network)

@@ -8,14 +8,19 @@ from typing import Any
 
 import torch
 
+from . import gaze
 from .generation.engine import EncodedImage, Engine, TextRequest
 from .generation.prefix_cache import PrefixCache, pixel_key
+from .generation.reasoning import Reasoning, split_reasoning
 from .generation.sampling import SamplingSettings, SettingsError
 from .generation.streaming import TextStreamer
 from .image import ImageInput, load_image, make_crops, to_rgb
+from .modeling.lora import TextAdapter
 from .modeling.model import MoondreamModel
-from .prompts import PromptBuilder
+from .prompts import PromptBuilder, PromptError
+from .spatial import parse_spatial_refs, ref_embeddings
 from .tokenizer import Tokenizer
+from .variants import VariantRegistry
 
 DEFAULT_PREFIX_CACHE_BYTES = 2 * 1024**3
 # Hugging Face's clean_up_tokenization_spaces, as the 2024 release decoded with it.
@@ -53,6 +58,8 @@ class Moondream:
         prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
         name: str | None = None,
         compile: bool = False,
+        variants=None,
+        allow_network: bool = False,
     ):
         self.model = model
         self.config = model.config
@@ -60,6 +67,8 @@ class Moondream:
         self.engine = Engine(model, compile=compile)
         self.prefix_cache = PrefixCache(prefix_cache_bytes)
         self.name = name
+        # settings["variant"]: registered adapters, adapter files, hosted ids (downloaded only with allow_network)
+        self.variants = VariantRegistry(model.config.text, model.device, model.dtype, variants, allow_network)
 
     def __repr__(self) -> str:
         where = f"device={self.model.device}, dtype={self.model.dtype}"
@@ -67,30 +76,36 @@ class Moondream:
 
     # --- images ---------------------------------------------------------------------------
 
-    def encode_image(self, image: ImageInput | EncodedImage | list) -> EncodedImage | list[EncodedImage]:
+    def encode_image(self, image: ImageInput | EncodedImage | list, settings=None) -> EncodedImage | list[EncodedImage]:
         """Run the vision tower and prefill BOS + image once; later calls reuse the result.
 
-        The same pixels (even a fresh upload of the same picture) hit a bounded LRU cache.
+        The same pixels (even a fresh upload of the same picture) hit a bounded LRU cache, keyed
+        on the variant too (``settings["variant"]``: it changes the prefix's keys and values).
         A list of images gives a list of encoded images.
         """
+        adapter = self.variants.adapter(settings)
+        name = adapter.name if adapter else None
         if isinstance(image, EncodedImage):
+            if image.variant != name:
+                raise SettingsError(f"the image was encoded with variant {image.variant!r}, not {name!r}")
             return image
         if isinstance(image, (list, tuple)):
-            return [self.encode_image(item) for item in image]
+            return [self.encode_image(item, settings) for item in image]
         rgb = to_rgb(load_image(image))
-        return self.prefix_cache.get_or_create(pixel_key(rgb), lambda: self._encode_rgb(rgb))
+        key = pixel_key(rgb) if adapter is None else f"{pixel_key(rgb)}:variant={name}"
+        return self.prefix_cache.get_or_create(key, lambda: self._encode_rgb(rgb, adapter))
 
-    def _encode_rgb(self, rgb) -> EncodedImage:
+    def _encode_rgb(self, rgb, adapter: TextAdapter | None = None) -> EncodedImage:
         embedding = self.model.image_embedding(make_crops(rgb, self.config.vision))
         open_ids = self.prompts().image_open_ids() if self.config.tokenizer.image_open_text else []
         prefix = self.model.prefix_embeddings(embedding, open_ids)
-        encoded = self.engine.prefill_prefix(prefix, self.model.mask_prefix_len)
+        encoded = self.engine.prefill_prefix(prefix, self.model.mask_prefix_len, adapter)
         encoded.embedding = embedding
         return encoded
 
-    def text_prefix(self) -> EncodedImage:
+    def text_prefix(self, adapter: TextAdapter | None = None) -> EncodedImage:
         """The prefix of a query without an image: BOS alone, fully causal."""
-        return self.engine.prefill_prefix(self.model.bos_embedding()[None], bidirectional=0)
+        return self.engine.prefill_prefix(self.model.bos_embedding()[None], bidirectional=0, adapter=adapter)
 
     # --- skills ---------------------------------------------------------------------------
 
@@ -114,16 +129,45 @@ class Moondream:
         return chosen
 
     def text_request(
-        self, prefix: EncodedImage, prompt: list[int], settings: SamplingSettings, stream: bool = False, prompts=None
+        self,
+        prefix: EncodedImage,
+        prompt: list[int],
+        settings: SamplingSettings,
+        stream: bool = False,
+        prompts=None,
+        adapter: TextAdapter | None = None,
     ) -> TextRequest:
         """A request for ``Engine.generate``: prompt ids after a prefix, with this revision's stop ids.
-        ``stream``: leave the stop id out (revisions with a stop text keep it otherwise, for clean-up)."""
+        ``stream``: leave the stop id out (revisions with a stop text keep it otherwise, for clean-up);
+        ``adapter``: the variant (``variants.adapter(settings)``), the prefix's own."""
         tok = self.config.tokenizer
         prompts = prompts or self.prompts()
         keep_stop = bool(tok.stop_text) and not stream
         return TextRequest(
-            prefix, prompt, settings, prompts.stop_ids(), masked_ids=tok.masked_after_first, keep_stop=keep_stop
+            prefix,
+            prompt,
+            settings,
+            prompts.stop_ids(),
+            masked_ids=tok.masked_after_first,
+            keep_stop=keep_stop,
+            adapter=adapter,
         )
+
+    def reasoning_spec(self) -> Reasoning:
+        """How this revision reasons: ends at the answer id; eos and size ids masked after the first token."""
+        tok = self.config.tokenizer
+        return Reasoning(
+            tok.answer_id, tok.coord_id, (tok.eos_id, tok.size_id), (tok.start_ground_points_id, tok.end_ground_id)
+        )
+
+    def spatial_slots(self, refs, prompts: PromptBuilder | None = None) -> dict[int, torch.Tensor]:
+        """Prompt index → encoding for validated refs, whose slots follow the query prefix."""
+        if not refs:
+            return {}
+        if self.model.region is None:
+            raise PromptError(f"spatial_refs need a region model; the {self.config.profile} profile has none")
+        start = len((prompts or self.prompts()).templates.query_prefix)
+        return ref_embeddings(refs, self.model.region, start, self.model.device)
 
     def _finish_text(self, text: str) -> str:
         tok = self.config.tokenizer
@@ -136,9 +180,11 @@ class Moondream:
         return self._finish_text(tokenizer.decode(ids))
 
     def _stream_text(self, request: TextRequest, tokenizer: Tokenizer) -> Iterator[str]:
+        return self._stream_tokens((step.tokens[0] for step in self.engine.generate_stream([request])), tokenizer)
+
+    def _stream_tokens(self, tokens: Iterator[int | None], tokenizer: Tokenizer) -> Iterator[str]:
         streamer = TextStreamer(tokenizer.decode)
-        for step in self.engine.generate_stream([request]):
-            (token,) = step.tokens
+        for token in tokens:
             piece = streamer.push(token) if token is not None else ""
             if piece:
                 yield piece
@@ -156,26 +202,48 @@ class Moondream:
     ) -> dict[str, Any]:
         """``{"caption": text}`` (an iterator of text pieces with ``stream``); ``length``: short, normal, long."""
         prompts = self.prompts(tokenizer)  # its caption() rejects unknown lengths
-        request = self.text_request(
-            self.encode_image(image), prompts.caption(length), self.sampling(settings), stream, prompts
-        )
+        sampling, adapter = self.sampling(settings), self.variants.adapter(settings)
+        prefix = self.encode_image(image, settings)
+        request = self.text_request(prefix, prompts.caption(length), sampling, stream, prompts, adapter)
         return {"caption": self._run_text(request, stream, prompts.tokenizer)}
 
     def query(
         self,
         image: ImageInput | EncodedImage | None = None,
         question: str | None = None,
+        reasoning: bool = False,
+        spatial_refs=None,
         stream: bool = False,
         settings=None,
         tokenizer=None,
         chat_history: str = "",
     ) -> dict[str, Any]:
-        """``{"answer": text}`` (an iterator of text pieces with ``stream``); no image: a text-only query."""
+        """``{"answer": text}`` (an iterator of text pieces with ``stream``); no image: a text-only query.
+
+        ``reasoning``: grounded reasoning first, returned as ``{"reasoning": {"text", "grounding"}}``
+        (with ``stream``, computed before this returns; the answer streams). ``spatial_refs``: points
+        ``(x, y)`` and boxes ``(x_min, y_min, x_max, y_max)``, normalised, for the question to refer to.
+        """
+        if not isinstance(reasoning, bool):
+            raise SettingsError(f"reasoning must be true or false, got {reasoning!r}")
         prompts = self.prompts(tokenizer)
-        prompt = prompts.query(question, chat_history)
-        prefix = self.text_prefix() if image is None else self.encode_image(image)
-        request = self.text_request(prefix, prompt, self.sampling(settings), stream, prompts)
-        return {"answer": self._run_text(request, stream, prompts.tokenizer)}
+        refs = parse_spatial_refs(spatial_refs)
+        if reasoning or refs:
+            prompts.require_grounded("reasoning" if reasoning else "spatial_refs", self.config.profile)
+        prompt = prompts.query(question, chat_history, refs, reasoning)
+        sampling, adapter = self.sampling(settings), self.variants.adapter(settings)
+        prefix = self.text_prefix(adapter) if image is None else self.encode_image(image, settings)
+        request = self.text_request(prefix, prompt, sampling, stream, prompts, adapter)
+        request.slots = self.spatial_slots(refs, prompts)
+        if not reasoning:
+            return {"answer": self._run_text(request, stream, prompts.tokenizer)}
+        request.reasoning = self.reasoning_spec()
+        steps = self.engine.generate_stream([request])
+        thought, answer_tokens = split_reasoning(steps, request.reasoning, prompts.tokenizer.decode)
+        if stream:
+            return {"reasoning": thought, "answer": self._stream_tokens(answer_tokens, prompts.tokenizer)}
+        answer = prompts.tokenizer.decode([t for t in answer_tokens if t is not None])
+        return {"reasoning": thought, "answer": self._finish_text(answer)}
 
     def detect(self, image: ImageInput | EncodedImage, object: str, settings=None, tokenizer=None) -> dict[str, Any]:
         """``{"objects": [{"x_min", "y_min", "x_max", "y_max"}, ...]}``, coordinates in [0, 1]."""
@@ -184,6 +252,14 @@ class Moondream:
     def point(self, image: ImageInput | EncodedImage, object: str, settings=None, tokenizer=None) -> dict[str, Any]:
         """``{"points": [{"x", "y"}, ...]}``, coordinates in [0, 1]."""
         return {"points": self._locate(image, object, settings, tokenizer, with_size=False)}
+
+    def detect_gaze(self, image, eye=None, face=None, unstable_settings=None, settings=None) -> dict[str, Any]:
+        """``{"gaze": {"x", "y"} | None}``: where the person whose eye is at ``eye`` (x, y) looks.
+
+        ``unstable_settings``: ``prioritize_accuracy`` (needs ``face``, a box: 20 asks, outliers
+        dropped; ``settings["seed"]`` makes it reproducible), ``force_detect`` (always decode a point).
+        """
+        return gaze.detect_gaze(self, image, eye, face, unstable_settings, settings)
 
     def _locate(self, image, obj, settings, tokenizer, with_size: bool) -> list[dict[str, float]]:
         if self.model.region is None:
@@ -202,8 +278,10 @@ class Moondream:
                 raise SettingsError(
                     f"max_objects must be an integer from 1 to {context} (the model's context), got {max_objects!r}"
                 )
-        prefix = self.encode_image(image)
-        return self.engine.locate(prefix, prompt, with_size, max_objects, self.config.tokenizer.eos_id)
+        adapter = self.variants.adapter(settings)
+        prefix = self.encode_image(image, settings)
+        eos = self.config.tokenizer.eos_id
+        return self.engine.locate(prefix, prompt, with_size, max_objects, eos, adapter=adapter)
 
     # --- batching -------------------------------------------------------------------------
 
@@ -225,9 +303,10 @@ class Moondream:
 
     def _batch_text(self, items: Sequence[tuple[Any, list[int]]], settings, prompts: PromptBuilder) -> list[str]:
         """(image, prompt ids) pairs decoded together; one finished text per pair."""
-        sampling = self.sampling(settings)
+        sampling, adapter = self.sampling(settings), self.variants.adapter(settings)
         requests = [
-            self.text_request(self.encode_image(img), prompt, sampling, prompts=prompts) for img, prompt in items
+            self.text_request(self.encode_image(img, settings), prompt, sampling, prompts=prompts, adapter=adapter)
+            for img, prompt in items
         ]
         return [self._finish_text(prompts.tokenizer.decode(ids)) for ids in self.engine.generate(requests)]
 
@@ -263,8 +342,14 @@ class Moondream:
         return [a["answer"].strip() for a in answers]
 
     @torch.inference_mode()
-    def first_token_logits(self, image: ImageInput | EncodedImage, prompt: Sequence[int]) -> torch.Tensor:
-        """Token-level entry point: logits (vocab,) for the token after ``prompt``."""
-        request = TextRequest(self.encode_image(image), list(prompt), SamplingSettings(temperature=0.0))
+    def first_token_logits(
+        self, image: ImageInput | EncodedImage | None, prompt: Sequence[int], slots=None, settings=None
+    ) -> torch.Tensor:
+        """Token-level entry point: logits (vocab,) for the token after ``prompt`` (``slots``: prompt
+        index → embedding, e.g. ``spatial_slots(refs)``; ``image`` None: the text-only prefix)."""
+        adapter = self.variants.adapter(settings)
+        prefix = self.text_prefix(adapter) if image is None else self.encode_image(image, settings)
+        greedy = SamplingSettings(temperature=0.0)
+        request = TextRequest(prefix, list(prompt), greedy, slots=slots, adapter=adapter)
         _, _, logits = self.engine.start([request])
         return logits[0].float()

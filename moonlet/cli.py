@@ -169,7 +169,10 @@ def run(args: argparse.Namespace) -> int:
         )
     elif args.command == "query":
         _print_text(
-            model.query(image, args.question, args.stream, sampling_settings(args)), "answer", args.stream, args.json
+            model.query(image, args.question, stream=args.stream, settings=sampling_settings(args)),
+            "answer",
+            args.stream,
+            args.json,
         )
     else:
         settings = {"max_objects": args.max_objects} if args.max_objects else None

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 
 from .config import TokenizerConfig
+from .spatial import Ref, ref_slot_ids
 from .tokenizer import Tokenizer
 
 CAPTION_LENGTHS = ("short", "normal", "long")
+GROUNDED_REVISION = "2025-06-21"  # reasoning and spatial refs
+GAZE_BEFORE, GAZE_AFTER = "\n\nPoint:", " gaze\n\n"  # the reference's (GPT-2 era) gaze text, around the eye
 
 
 class PromptError(ValueError):
@@ -45,7 +49,18 @@ class PromptBuilder:
             raise PromptError(f"unknown caption length {length!r}; this model supports {known}")
         return list(self.templates.caption[length])
 
-    def query(self, question: str, history: str = "") -> list[int]:
+    @property
+    def grounded(self) -> bool:
+        """Whether the prompts have the special ids of reasoning and spatial refs (revision 2025-06-21)."""
+        return not self.text_style and self.config.bos_id == 0 and bool(self.templates.query_prefix)
+
+    def require_grounded(self, feature: str, profile: str) -> None:
+        if not self.grounded:
+            raise PromptError(f"{feature} needs revision {GROUNDED_REVISION}; this model's profile is {profile}")
+
+    def query(self, question: str, history: str = "", refs: Sequence[Ref] = (), reasoning: bool = False) -> list[int]:
+        """Query ids; ``refs`` (spatial references) take slots before the question, ``reasoning``
+        ends the prompt with the thinking id instead of the answer ids."""
         text = _require_text(question, "question")
         if self.text_style:
             return self.tokenizer.encode(self.config.text_templates["query"].format(history=history, question=text))
@@ -54,7 +69,13 @@ class PromptBuilder:
         if self.config.question_space:
             text = " " + text
         t = self.templates
-        return [*t.query_prefix, *self.tokenizer.encode(text), *t.query_suffix, *self.config.query_answer_ids]
+        slots = ref_slot_ids(refs, self.config)
+        end = (self.config.thinking_id,) if reasoning else self.config.query_answer_ids
+        return [*t.query_prefix, *slots, *self.tokenizer.encode(text), *t.query_suffix, *end]
+
+    def gaze(self) -> tuple[list[int], list[int]]:
+        """The gaze prompt's text ids before and after the eye's two coordinate slots."""
+        return self.tokenizer.encode(GAZE_BEFORE), self.tokenizer.encode(GAZE_AFTER)
 
     def detect(self, obj: str) -> list[int]:
         return self._region(obj, self.templates.detect_prefix, self.templates.detect_suffix)

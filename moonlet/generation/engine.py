@@ -6,13 +6,15 @@ and text is produced by the API layer.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
+from ..modeling.lora import TextAdapter
 from ..modeling.model import MoondreamModel
 from .kv_cache import KVCache
+from .reasoning import Reasoning, ReasoningStep
 from .sampling import SamplingSettings, select_next
 
 
@@ -27,6 +29,7 @@ class EncodedImage:
     cache: KVCache  # one slot, context = length
     length: int
     embedding: torch.Tensor | None = None  # (grid², dim) projected image features, if any
+    variant: str | None = None  # the LoRA variant the prefix was encoded with (its keys differ)
 
     @property
     def nbytes(self) -> int:
@@ -41,6 +44,14 @@ class TextRequest:
     stop_ids: tuple[int, ...] = ()
     masked_ids: tuple[int, ...] = ()  # logits set to -inf at every step after the first
     keep_stop: bool = False  # return the stop id as the last token (2024 revisions do)
+    slots: Mapping[int, torch.Tensor] | None = None  # prompt index → (dim,) embedding fed instead of the id's
+    reasoning: Reasoning | None = None  # a grounded reasoning phase before the answer
+    adapter: TextAdapter | None = None  # the LoRA variant applied to every step (the prefix's too)
+
+    @property
+    def budget(self) -> int:
+        """Cache positions the generated tokens may take (reasoning, the fed answer id, the answer)."""
+        return self.settings.max_tokens * (2 if self.reasoning else 1) + (1 if self.reasoning else 0)
 
 
 STOP = "stop"  # the row produced one of its stop ids
@@ -53,10 +64,13 @@ class Step:
 
     ``tokens``: the row's new id, None when it has none (finished, or a stop id not kept).
     ``finish_reasons``: on the step a row finishes, ``STOP`` or ``LENGTH``; otherwise None.
+    ``reasoning``: with any reasoning row, its ``ReasoningStep`` while it reasons (``tokens`` are
+    then the answer's only).
     """
 
     tokens: list[int | None]
     finish_reasons: list[str | None]
+    reasoning: list[ReasoningStep | None] | None = None
 
 
 @dataclass
@@ -68,6 +82,13 @@ class DecodeRow:
     generator: torch.Generator | None
     tokens: list[int] = field(default_factory=list)
     finish_reason: str | None = None
+    thinking: bool = False  # in the reasoning phase
+    fresh: bool = True  # the next token is its phase's first (nothing masked)
+    thoughts: int = 0  # reasoning tokens so far
+
+    @property
+    def masked_ids(self) -> tuple[int, ...]:
+        return self.request.reasoning.masked_ids if self.thinking else self.request.masked_ids
 
     @property
     def done(self) -> bool:
@@ -114,16 +135,21 @@ class Engine:
     # --- prefixes -------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def prefill_prefix(self, embeddings: torch.Tensor, bidirectional: int) -> EncodedImage:
+    def prefill_prefix(
+        self, embeddings: torch.Tensor, bidirectional: int, adapter: TextAdapter | None = None
+    ) -> EncodedImage:
         """Run (1, T, dim) prefix embeddings once and keep their keys and values.
 
-        ``bidirectional``: how many leading positions attend to each other both ways.
+        ``bidirectional``: how many leading positions attend to each other both ways; ``adapter``: a variant.
         """
         length = embeddings.shape[1]
         cache = KVCache.allocate(self.model.config.text, 1, self.model.device, self.cache_dtype, context=length)
         positions = torch.arange(length, device=self.model.device)[None]
-        self.model.forward_embeddings(embeddings, positions, cache, kv_len=length, mask_prefix_len=bidirectional)
-        return EncodedImage(cache, length)
+        variant = {"adapter": adapter} if adapter is not None else {}  # only models with a text decoder take one
+        self.model.forward_embeddings(
+            embeddings, positions, cache, kv_len=length, mask_prefix_len=bidirectional, **variant
+        )
+        return EncodedImage(cache, length, variant=adapter.name if adapter else None)
 
     # --- text generation ------------------------------------------------------------------
 
@@ -158,12 +184,13 @@ class Engine:
 
         Returns the rows, each prompt's last hidden state (B, dim) and its next-token logits (B, V).
         """
+        adapter = check_batch(requests)
         for request in requests:
             self.check_fits(request.prefix.length, len(request.prompt))
         # Right-pad the prompts to one width; each row needs its prefix, the padded prompt and
         # its new tokens (padded keys land beyond the row's end and are overwritten in turn).
         width = max(len(r.prompt) for r in requests)
-        needed = max(r.prefix.length + width + r.settings.max_tokens for r in requests)
+        needed = max(r.prefix.length + width + r.budget for r in requests)
         cache = self._ensure_slots(len(requests), bucket(needed, self.context))
         device = self.model.device
         rows = []
@@ -172,7 +199,9 @@ class Engine:
             generator = None
             if request.settings.seed is not None:
                 generator = torch.Generator(device=device).manual_seed(int(request.settings.seed))
-            rows.append(DecodeRow(request, request.prefix.length + len(request.prompt), generator))
+            row = DecodeRow(request, request.prefix.length + len(request.prompt), generator)
+            row.thinking = request.reasoning is not None
+            rows.append(row)
         ids = torch.full((len(requests), width), requests[0].stop_ids[0] if requests[0].stop_ids else 0)
         positions = torch.zeros((len(requests), width), dtype=torch.long)
         for index, request in enumerate(requests):
@@ -180,21 +209,28 @@ class Engine:
             positions[index] = (request.prefix.length + torch.arange(width)).clamp(max=cache.context - 1)
         kv_len = bucket(int(positions.max()) + 1, cache.context)  # host tensor: no device sync
         ids, positions = ids.to(device), positions.to(device)
-        hidden = self._forward(self.model.embed_tokens(ids), positions, len(requests), kv_len)
+        embeddings = self.model.embed_tokens(ids)
+        for index, request in enumerate(requests):
+            for slot, vector in (request.slots or {}).items():
+                embeddings[index, slot] = vector.to(embeddings.dtype)
+        hidden = self._forward(embeddings, positions, len(requests), kv_len, adapter)
         last = torch.tensor([len(r.prompt) - 1 for r in requests], device=device)
         hidden = hidden[torch.arange(len(requests), device=device), last]  # B, dim
         return rows, hidden, self.model.logits(hidden)
 
-    def _forward(self, embeddings: torch.Tensor, positions: torch.Tensor, batch: int, kv_len: int) -> torch.Tensor:
+    def _forward(
+        self, embeddings: torch.Tensor, positions: torch.Tensor, batch: int, kv_len: int, adapter=None
+    ) -> torch.Tensor:
         """Prompt and decode tokens are always causal: the bidirectional block is the prefix's alone.
         Keys past a row's own position are masked, so a bucketed ``kv_len`` changes nothing."""
+        variant = {"adapter": adapter} if adapter is not None else {}
         return self.model.forward_embeddings(
-            embeddings, positions, self.cache, rows=slice(0, batch), kv_len=kv_len, mask_prefix_len=0
+            embeddings, positions, self.cache, rows=slice(0, batch), kv_len=kv_len, mask_prefix_len=0, **variant
         )
 
-    def _decode_step(self, ids: torch.Tensor, positions: torch.Tensor, kv_len: int) -> torch.Tensor:
+    def _decode_step(self, ids: torch.Tensor, positions: torch.Tensor, kv_len: int, adapter=None) -> torch.Tensor:
         """One token per row: ids (B,) at positions (B, 1) → logits (B, V). Compiled when asked."""
-        hidden = self._forward(self.model.embed_tokens(ids)[:, None], positions, ids.shape[0], kv_len)
+        hidden = self._forward(self.model.embed_tokens(ids)[:, None], positions, ids.shape[0], kv_len, adapter)
         return self.model.logits(hidden[:, 0])
 
     def _advance(self, rows: list[DecodeRow]) -> tuple[torch.Tensor, int]:
@@ -214,20 +250,21 @@ class Engine:
         The cache holds each request's ``settings.max_tokens`` tokens; rows marked done are fed at
         their last position and their logits mean nothing.
         """
-        return self._decode(ids.to(self.model.device), *self._advance(rows))
+        return self._decode(ids.to(self.model.device), *self._advance(rows), rows[0].request.adapter)
 
-    def _step_embeddings(self, rows: list[DecodeRow], embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def step_embeddings(self, rows: list[DecodeRow], embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Feed one embedding (B, dim) per row; returns hidden (B, dim) and logits (B, V)."""
         positions, kv_len = self._advance(rows)
-        hidden = self._forward(embeddings[:, None], positions, len(rows), kv_len)[:, 0]
+        hidden = self._forward(embeddings[:, None], positions, len(rows), kv_len, rows[0].request.adapter)[:, 0]
         return hidden, self.model.logits(hidden)
 
-    def _select(self, rows: list[DecodeRow], logits: torch.Tensor, first: bool) -> list[int]:
+    def _select(self, rows: list[DecodeRow], logits: torch.Tensor) -> list[int]:
+        """Each row's next id; its masked ids are -inf except on its phase's first token."""
         logits = logits.float()
-        if not first:
-            for index, row in enumerate(rows):
-                if row.request.masked_ids:
-                    logits[index, list(row.request.masked_ids)] = float("-inf")
+        for index, row in enumerate(rows):
+            if not row.fresh and row.masked_ids:
+                logits[index, list(row.masked_ids)] = float("-inf")
+            row.fresh = False
         settings = [r.request.settings for r in rows]
         if all(s.temperature == 0 for s in settings):
             return logits.argmax(-1).tolist()
@@ -243,23 +280,51 @@ class Engine:
         Rows stop on a stop id (yielded only with ``keep_stop``) or after ``max_tokens`` tokens or at
         the context. Every row's finishing step is yielded, even one with no token in it.
         """
-        rows, _, logits = self.start(requests)
-        first = True
+        rows, hidden, logits = self.start(requests)
+        grounded = any(row.thinking for row in rows)
         while True:
-            chosen = self._select(rows, logits, first)
-            first = False
+            chosen = self._select(rows, logits)
             tokens: list[int | None] = []
             reasons: list[str | None] = []
-            for row, token in zip(rows, chosen):
-                was_done = row.done
-                tokens.append(None if was_done else self._take(row, token))
+            thoughts: list[ReasoningStep | None] = []
+            coordinates: dict[int, float] = {}  # row → coordinate fed instead of its token
+            for index, (row, token) in enumerate(zip(rows, chosen)):
+                was_done, thought = row.done, None
+                if row.thinking:
+                    thought, chosen[index] = self._think(row, token, hidden[index])
+                    if thought.coordinate is not None and row.thinking:
+                        coordinates[index] = thought.coordinate
+                tokens.append(None if was_done or thought is not None else self._take(row, token))
                 reasons.append(None if was_done else row.finish_reason)
-            if any(t is not None for t in tokens) or any(reasons):
-                yield Step(tokens, reasons)
+                thoughts.append(thought)
+            if any(t is not None for t in tokens) or any(reasons) or any(thoughts):
+                yield Step(tokens, reasons, thoughts if grounded else None)
             if all(r.done for r in rows):
                 return
-            feed = torch.tensor([t if t is not None else 0 for t in chosen], device=self.model.device)
-            logits = self.step(rows, feed)
+            feed = torch.tensor(chosen, device=self.model.device)
+            if not any(row.thinking or index in coordinates for index, row in enumerate(rows)):
+                logits = self.step(rows, feed)
+                continue
+            embeddings = self.model.embed_tokens(feed)
+            for index, value in coordinates.items():
+                embeddings[index] = self.model.region.encode_coordinate(torch.tensor([value], device=feed.device))[0]
+            hidden, logits = self.step_embeddings(rows, embeddings)
+
+    def _think(self, row: DecodeRow, token: int, hidden: torch.Tensor) -> tuple[ReasoningStep, int]:
+        """A reasoning row's token: its event and the id to feed (the answer id once the phase ends)."""
+        spec = row.request.reasoning
+        if token == spec.answer_id:
+            row.thinking, row.fresh = False, True
+            return ReasoningStep(None, finished=True), token
+        coordinate = None
+        if token == spec.coord_id:  # decoded from the state whose logits chose the token
+            coordinate = float(self.model.region.decode_coordinate(hidden[None])[0])
+        row.thoughts += 1
+        # the answer id and at least one answer token must still fit after this token
+        if row.thoughts >= row.request.settings.max_tokens or row.position + 2 >= self.cache.context:
+            row.thinking, row.fresh = False, True
+            return ReasoningStep(token, coordinate, finished=True), spec.answer_id
+        return ReasoningStep(token, coordinate), token
 
     def _take(self, row: DecodeRow, token: int) -> int | None:
         """Add ``token`` to a running row, marking it finished if it stops here; the id to yield."""
@@ -281,40 +346,25 @@ class Engine:
                     output.append(token)
         return outputs
 
-    # --- region decoding (detect / point) -------------------------------------------------
+    # --- region decoding (detect / point / gaze) ------------------------------------------
 
-    @torch.inference_mode()
-    def locate(
-        self, prefix: EncodedImage, prompt: Sequence[int], with_size: bool, max_objects: int, eos_id: int
-    ) -> list[dict[str, float]]:
-        """Greedy coordinate (and size) decoding after ``prompt``, as the region model was trained.
+    def locate(self, prefix: EncodedImage, prompt: Sequence[int], with_size: bool, max_objects: int, eos_id, **options):
+        """Greedy coordinate (and size) decoding after ``prompt``: see ``moonlet.generation.locate``."""
+        from .locate import locate
 
-        Each object costs two positions (x, y), three with a size; decoding stops when the
-        text head predicts ``eos_id`` or at ``max_objects``.
-        """
-        region = self.model.region
-        if region is None:
-            raise ValueError("this model has no region head")
-        per_object = 3 if with_size else 2
-        room = self.context - prefix.length - len(prompt)  # the cache is sized for every object
-        budget = max(1, min(max_objects * per_object + 1, room))
-        greedy = SamplingSettings(max_tokens=budget, temperature=0.0, top_p=1.0)
-        rows, hidden, logits = self.start([TextRequest(prefix, prompt, greedy)])
-        results: list[dict[str, float]] = []
-        while int(logits.argmax(-1)[0]) != eos_id and len(results) < max_objects:
-            if rows[0].position + per_object > self.cache.context:
-                break
-            x = region.decode_coordinate(hidden)
-            hidden, _ = self._step_embeddings(rows, region.encode_coordinate(x))
-            y = region.decode_coordinate(hidden)
-            feed = region.encode_coordinate(y)
-            if with_size:
-                hidden, _ = self._step_embeddings(rows, feed)
-                w, h = region.decode_size(hidden)[0].tolist()
-                feed = region.encode_size(torch.tensor([[w, h]], device=hidden.device))
-                cx, cy = float(x[0]), float(y[0])
-                results.append({"x_min": cx - w / 2, "y_min": cy - h / 2, "x_max": cx + w / 2, "y_max": cy + h / 2})
-            else:
-                results.append({"x": float(x[0]), "y": float(y[0])})
-            hidden, logits = self._step_embeddings(rows, feed)
-        return results
+        return locate(self, prefix, prompt, with_size, max_objects, eos_id, **options)
+
+
+def check_batch(requests: Sequence[TextRequest]) -> TextAdapter | None:
+    """The batch's one variant; ValueError when rows or their prefixes disagree on it."""
+    adapter = requests[0].adapter
+    name = adapter.name if adapter else None
+    for request in requests:
+        own = request.adapter.name if request.adapter else None
+        if own != name:
+            raise ValueError(f"rows of variants {name!r} and {own!r} cannot share a batch")
+        if request.prefix.variant != own:
+            raise ValueError(
+                f"the image was encoded with variant {request.prefix.variant!r} but the request uses {own!r}"
+            )
+    return adapter

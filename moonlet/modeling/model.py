@@ -12,6 +12,7 @@ from torch import nn
 from ..config import MoondreamConfig
 from ..generation.kv_cache import KVCache
 from ..image import Crops, ImageInput, make_crops, pool_to_grid, reconstruct_from_crops, resize_to_grid
+from .lora import TextAdapter
 from .region import RegionModel
 from .text import TextDecoder, attention_mask
 from .vision import VisionEncoder
@@ -106,11 +107,13 @@ class MoondreamModel(nn.Module):
         rows: slice = slice(None),
         kv_len: int | None = None,
         mask_prefix_len: int | None = None,
+        adapter: TextAdapter | None = None,
     ) -> torch.Tensor:
         """Run the decoder over (B, T, dim) embeddings at (B, T) positions; returns hidden (B, T, dim).
 
         With a cache, new keys are written at ``positions`` of cache rows ``rows`` and attention
-        covers the first ``kv_len`` cache positions (default: up to the largest position).
+        covers the first ``kv_len`` cache positions (default: up to the largest position). ``adapter``: a
+        LoRA variant's updates to the text blocks.
         """
         prefix = self.mask_prefix_len if mask_prefix_len is None else mask_prefix_len
         if cache is None:
@@ -119,7 +122,7 @@ class MoondreamModel(nn.Module):
             kv_len = kv_len if kv_len is not None else int(positions.max()) + 1
             keys = torch.arange(kv_len, device=positions.device)
         mask = attention_mask(positions, keys, prefix)
-        return self.text(embeddings, positions, mask, cache, rows)
+        return self.text(embeddings, positions, mask, cache, rows, adapter)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.text.logits(hidden)

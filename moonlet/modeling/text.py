@@ -9,6 +9,7 @@ from torch.nn import functional as F
 from ..config import TextConfig
 from ..generation.kv_cache import KVCache
 from .layers import MLP, merge_heads, split_heads
+from .lora import LayerAdapter, TextAdapter, add_update
 from .rotary import apply_rotary, rotary_tables
 
 
@@ -35,10 +36,11 @@ class TextAttention(nn.Module):
         self.qkv = nn.Linear(config.dim, (config.n_heads + 2 * config.n_kv_heads) * config.head_dim)
         self.proj = nn.Linear(config.dim, config.dim)
 
-    def forward(self, x, cos, sin, positions, mask, layer_cache=None):
+    def forward(self, x, cos, sin, positions, mask, layer_cache=None, lora: LayerAdapter | None = None):
         q_dim = self.n_heads * self.head_dim
         kv_dim = self.n_kv_heads * self.head_dim
-        q, k, v = self.qkv(x).split((q_dim, kv_dim, kv_dim), dim=-1)
+        qkv = self.qkv(x) if lora is None else add_update(self.qkv(x), lora.qkv, x)
+        q, k, v = qkv.split((q_dim, kv_dim, kv_dim), dim=-1)
         q = apply_rotary(split_heads(q, self.n_heads), cos, sin)
         k = apply_rotary(split_heads(k, self.n_kv_heads), cos, sin)
         v = split_heads(v, self.n_kv_heads)
@@ -48,7 +50,10 @@ class TextAttention(nn.Module):
         out = F.scaled_dot_product_attention(
             q.to(k.dtype), k, v, attn_mask=mask, enable_gqa=self.n_kv_heads != self.n_heads
         )
-        return self.proj(merge_heads(out).to(x.dtype))
+        merged = merge_heads(out).to(x.dtype)
+        if lora is None:
+            return self.proj(merged)
+        return add_update(self.proj(merged), lora.proj, x if lora.proj_reads_block_input else merged)
 
 
 class TextBlock(nn.Module):
@@ -60,9 +65,15 @@ class TextBlock(nn.Module):
         self.attn = TextAttention(config)
         self.mlp = MLP(config.dim, config.ff_dim, gelu=config.gelu)
 
-    def forward(self, x, cos, sin, positions, mask, layer_cache=None):
+    def forward(self, x, cos, sin, positions, mask, layer_cache=None, lora: LayerAdapter | None = None):
         h = self.ln(x)
-        return x + self.attn(h, cos, sin, positions, mask, layer_cache) + self.mlp(h)
+        if lora is None:
+            return x + self.attn(h, cos, sin, positions, mask, layer_cache) + self.mlp(h)
+        mlp = self.mlp
+        inner = F.gelu(add_update(mlp.fc1(h), lora.fc1, h), approximate=mlp.approximate)
+        return (
+            x + self.attn(h, cos, sin, positions, mask, layer_cache, lora) + add_update(mlp.fc2(inner), lora.fc2, inner)
+        )
 
 
 class TextDecoder(nn.Module):
@@ -92,8 +103,9 @@ class TextDecoder(nn.Module):
         mask: torch.Tensor,
         cache: KVCache | None = None,
         rows: slice = slice(None),
+        adapter: TextAdapter | None = None,
     ) -> torch.Tensor:
-        """Run the blocks on embeddings x (B, T, dim) at positions (B, T).
+        """Run the blocks on embeddings x (B, T, dim) at positions (B, T), with a variant's updates if given.
 
         mask is (B, 1, T, S): over the T new tokens without a cache, over the first S cache
         positions with one (the new keys are written into ``cache`` rows ``rows`` first).
@@ -102,7 +114,7 @@ class TextDecoder(nn.Module):
         cos, sin = self.rope_cos[positions], self.rope_sin[positions]
         for index, block in enumerate(self.blocks):
             layer_cache = cache.layer(index, rows) if cache is not None else None
-            x = block(x, cos, sin, positions, mask, layer_cache)
+            x = block(x, cos, sin, positions, mask, layer_cache, adapter.layers[index] if adapter else None)
         return x
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
