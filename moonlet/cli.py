@@ -111,6 +111,7 @@ DELEGATED = {
     "eval": ("moonlet.eval.cli", ("add_eval_parser", "run_eval")),
     "serve": ("moonlet.server.cli", ("add_serve_parser", "run_serve")),
     "bench": ("moonlet.bench.cli", ("add_bench_parser", "run_bench")),
+    "variant": ("moonlet.variants.cli", ("add_variant_parser", "run_variant")),
 }
 
 
@@ -218,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     from .generation.sampling import SettingsError
     from .image import ImageError
     from .prompts import PromptError
+    from .spatial import SpatialRefError
+    from .variants import VariantError
 
     try:
         return run(args)
@@ -228,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         WeightsError,
         PromptError,
         SettingsError,
+        SpatialRefError,
+        VariantError,
         FileNotFoundError,
     ) as exc:
         print(f"moonlet: error: {exc}", file=sys.stderr)
