@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..generation.engine import TextRequest
+from ..generation.reasoning import grounded_text
 from ..generation.sampling import SamplingSettings
 from ..generation.streaming import TextStreamer
 from .errors import QueueFullError, WorkerDownError
@@ -85,14 +86,25 @@ class TextResult:
     text: str
     finish_reason: str  # the engine's "stop" or "length"; CANCELLED once nobody waits for it
     figures: Figures
+    reasoning: dict | None = None  # {"text", "grounding"} of a query with reasoning
+
+
+@dataclass(frozen=True)
+class TextOptions:
+    """A query's extras: a LoRA variant's name, validated spatial refs, grounded reasoning."""
+
+    variant: str | None = None
+    refs: tuple = ()
+    reasoning: bool = False
 
 
 @dataclass
 class TextJob:
     """A caption or query: prompt ids, sampling settings, an optional image.
 
-    Events on ``channel``: ("started", None) once the job is accepted into a batch,
-    ("text", piece) while streaming, then ("done", TextResult) or ("error", exception).
+    Events on ``channel``: ("started", None) once the job is accepted into a batch, with reasoning
+    ("reasoning", {"text", "grounding"}) once it is complete, ("text", piece) while streaming, then
+    ("done", TextResult) or ("error", exception).
     """
 
     prompt: list[int]
@@ -100,6 +112,7 @@ class TextJob:
     channel: EventChannel
     image: Any = None
     stream: bool = False
+    options: TextOptions = field(default_factory=TextOptions)
     figures: Figures = field(default_factory=Figures)
     cancelled: bool = False
     timeout_s: float | None = None  # the request gives up this long after it arrived
@@ -123,6 +136,8 @@ class _Row:
     streamer: TextStreamer | None
     ids: list[int] = field(default_factory=list)
     closed: bool = False
+    thoughts: list[tuple[int, float | None]] = field(default_factory=list)  # reasoning tokens, coordinates
+    reasoning: dict | None = None
 
 
 class Batcher:
@@ -193,12 +208,14 @@ class Batcher:
         image=None,
         stream: bool = False,
         arrived: float | None = None,
+        options: TextOptions | None = None,
     ) -> TextJob:
         """Queue a text job; call from the event loop (its events come back there).
 
         ``arrived``: when the request came in (``time.perf_counter``), for its figures.
         """
-        job = TextJob(list(prompt), settings, EventChannel(asyncio.get_running_loop()), image, stream)
+        loop = asyncio.get_running_loop()
+        job = TextJob(list(prompt), settings, EventChannel(loop), image, stream, options or TextOptions())
         if arrived is not None:
             job.figures.created = arrived
         self._put(job)
@@ -258,8 +275,11 @@ class Batcher:
             if len(rows) >= self.max_batch:
                 break
             job = self._next_waiting(deadline)
-        if rows:
-            self._generate(rows)
+        groups: dict[str | None, list[_Row]] = {}
+        for row in rows:  # one variant per engine run: each group is decoded on its own
+            groups.setdefault(row.job.options.variant, []).append(row)
+        for group in groups.values():
+            self._generate(group)
         return keep_running
 
     def _run_call(self, job: CallJob) -> None:
@@ -276,10 +296,21 @@ class Batcher:
             return None
         job.figures.started = time.perf_counter()
         model = self.model
+        options = job.options
         try:
-            prefix = model.text_prefix() if job.image is None else model.encode_image(job.image)
+            variant = {}  # the model's calls are given only what the job uses
+            if options.variant:
+                variant = {"adapter": model.variants.get(options.variant)}
+            if job.image is None:
+                prefix = model.text_prefix(**variant)
+            else:
+                prefix = model.encode_image(job.image, {"variant": options.variant} if variant else None)
             model.engine.check_fits(prefix.length, len(job.prompt))
-            request = model.text_request(prefix, job.prompt, job.settings)
+            request = model.text_request(prefix, job.prompt, job.settings, **variant)
+            if options.refs:
+                request.slots = model.spatial_slots(options.refs)
+            if options.reasoning:
+                request.reasoning = model.reasoning_spec()
         except Exception as exc:
             job.channel.put("error", exc)
             return None
@@ -297,9 +328,12 @@ class Batcher:
         try:
             for step in stream:
                 now = time.perf_counter()
-                for row, token, reason in zip(rows, step.tokens, step.finish_reasons):
+                thoughts = step.reasoning or [None] * len(rows)
+                for row, token, reason, thought in zip(rows, step.tokens, step.finish_reasons, thoughts):
                     if row.closed:
                         continue
+                    if thought is not None:
+                        self._think(row, thought, now)
                     if token is not None:
                         self._add(row, token, now)
                     if reason is not None:
@@ -320,8 +354,18 @@ class Batcher:
             if not row.closed:  # every open row's client has gone
                 self._finish(row, CANCELLED, now)
 
+    def _think(self, row: _Row, thought, now: float) -> None:
+        if not row.thoughts and row.job.figures.first_token is None:
+            row.job.figures.first_token = now
+        if thought.token is not None:
+            row.thoughts.append((thought.token, thought.coordinate))
+        if thought.finished:
+            tokens, coordinates = zip(*row.thoughts) if row.thoughts else ((), ())
+            row.reasoning = grounded_text(tokens, coordinates, row.request.reasoning, self.model.tokenizer.decode)
+            row.job.channel.put("reasoning", row.reasoning)
+
     def _add(self, row: _Row, token: int, now: float) -> None:
-        if not row.ids:
+        if row.job.figures.first_token is None:
             row.job.figures.first_token = now
         row.ids.append(token)
         if row.streamer is not None and not row.job.cancelled:
@@ -333,7 +377,7 @@ class Batcher:
         row.closed = True
         job, figures = row.job, row.job.figures
         figures.finished = now
-        figures.output_tokens = len(row.ids)
+        figures.output_tokens = len(row.ids) + len(row.thoughts)
         if row.streamer is not None and not job.cancelled:
             rest = row.streamer.finish()
             if rest:
@@ -341,5 +385,5 @@ class Batcher:
         text = self.model.tokenizer.decode(row.ids)
         if self.metrics is not None:
             ttft = figures.first_token - figures.created if figures.first_token else None
-            self.metrics.text_finished(figures.input_tokens, len(row.ids), ttft)
-        job.channel.put("done", TextResult(text, reason, figures))
+            self.metrics.text_finished(figures.input_tokens, figures.output_tokens, ttft)
+        job.channel.put("done", TextResult(text, reason, figures, row.reasoning))

@@ -19,6 +19,8 @@ from ..generation.engine import ContextOverflowError
 from ..generation.sampling import SettingsError
 from ..image import ImageError
 from ..prompts import PromptError
+from ..spatial import SpatialRefError
+from ..variants import VariantError
 from .limits import RETRY_AFTER
 
 logger = logging.getLogger("moonlet.server")
@@ -56,6 +58,10 @@ def model_error(
         return ApiError(422, f"{text}: {exc}")
     if isinstance(exc, SettingsError):
         return ApiError(422, f"{settings}: {exc}")
+    if isinstance(exc, VariantError):
+        return ApiError(422, f"{settings}.variant: {exc}")
+    if isinstance(exc, SpatialRefError):  # its message names the ref (spatial_refs[i], eye, face)
+        return ApiError(422, str(exc))
     if isinstance(exc, QueueFullError):
         return ApiError(503, "server busy: too many queued requests, retry later", dict(RETRY_AFTER))
     if isinstance(exc, WorkerDownError):

@@ -1,8 +1,9 @@
-"""Ollama-compatible routes: POST /api/generate, /api/chat; GET /api/tags, /api/version.
+"""Ollama-compatible routes: POST /api/generate, /api/chat, /api/show; GET /api/tags, /api/ps, /api/version.
 
 Images are base64 strings in ``images`` (the last one is used); ``stream`` defaults to true
 and streams newline-delimited JSON. The closing object carries Ollama's timing fields in
-nanoseconds. ``options`` understood: temperature, top_p, seed, num_predict.
+nanoseconds. ``options`` understood: temperature, top_p, seed, num_predict. ``think: true`` runs
+grounded reasoning and returns its text as ``thinking`` (the chat message's, or generate's).
 """
 
 from __future__ import annotations
@@ -16,12 +17,21 @@ from fastapi import APIRouter, Request
 from .. import __version__
 from .errors import ApiError
 from .inputs import StrictBody, decode_image, refuse_unsupported
-from .textjobs import finish_text, job_events, ndjson, ndjson_response, prompt_builder, sampling_settings, start_text
+from .textjobs import (
+    finish_text,
+    job_events,
+    ndjson,
+    ndjson_response,
+    prompt_builder,
+    sampling_settings,
+    start_text,
+    text_options,
+)
 
 
 class OllamaBody(StrictBody):
     """Fields both routes take. ``keep_alive`` is accepted and ignored (the model stays loaded);
-    ``format``, ``think`` and ``tools`` are refused when set."""
+    ``format`` and ``tools`` are refused when set; ``think`` is true or false."""
 
     model: str | None = None
     stream: bool = True
@@ -32,7 +42,7 @@ class OllamaBody(StrictBody):
     tools: list[Any] | None = None
 
 
-UNSUPPORTED = ("format", "think", "tools")
+UNSUPPORTED = ("format", "tools")
 GENERATE_UNSUPPORTED = (*UNSUPPORTED, "system", "template", "suffix", "context", "raw")
 
 
@@ -57,6 +67,19 @@ class OllamaMessage(StrictBody):
 
 class ChatBody(OllamaBody):
     messages: list[OllamaMessage]
+
+
+class ShowBody(StrictBody):
+    model: str | None = None
+    name: str | None = None  # older clients
+    verbose: bool | None = None
+
+
+def thinking_flag(think: Any) -> bool:
+    """Ollama's ``think``: true runs grounded reasoning; its effort levels are not part of moondream2."""
+    if think is None or isinstance(think, bool):
+        return bool(think)
+    raise ApiError(422, f"think: only true or false are supported (moondream2 has no reasoning levels), got {think!r}")
 
 
 def now_rfc3339() -> str:
@@ -93,17 +116,17 @@ def timings(figures) -> dict[str, int]:
 def build_router(state, dependencies) -> APIRouter:
     router = APIRouter(dependencies=dependencies)
 
-    @router.get("/api/tags")
-    async def tags():
+    details = {
+        "format": "safetensors",
+        "family": "moondream",
+        "families": ["moondream"],
+        "parameter_size": state.parameter_size,
+        "quantization_level": state.dtype.upper(),
+    }
+
+    def entry() -> dict:
         stamp = datetime.fromtimestamp(state.started, timezone.utc).isoformat().replace("+00:00", "Z")
-        details = {
-            "format": "safetensors",
-            "family": "moondream",
-            "families": ["moondream"],
-            "parameter_size": state.parameter_size,
-            "quantization_level": state.dtype.upper(),
-        }
-        entry = {
+        return {
             "name": state.name,
             "model": state.name,
             "modified_at": stamp,
@@ -111,7 +134,43 @@ def build_router(state, dependencies) -> APIRouter:
             "digest": state.digest,
             "details": details,
         }
-        return {"models": [entry]}
+
+    @router.get("/api/tags")
+    async def tags():
+        return {"models": [entry()]}
+
+    @router.get("/api/ps")
+    async def ps():
+        """The one loaded model; it stays loaded while the server runs (no expiry)."""
+        loaded = {k: v for k, v in entry().items() if k != "modified_at"}
+        on_gpu = state.model.model.device.type != "cpu"
+        return {"models": [{**loaded, "expires_at": "9999-12-31T23:59:59Z", "size_vram": state.size_bytes * on_gpu}]}
+
+    @router.post("/api/show")
+    async def show(body: ShowBody):
+        asked = body.model or body.name
+        if asked is not None and asked not in (state.name, f"{state.name}:latest"):
+            raise ApiError(404, f"model: {asked!r} not found; this server serves {state.name!r}")
+        config = state.model.config
+        capabilities = ["completion", "vision"]
+        if state.model.prompts().grounded:
+            capabilities.append("thinking")
+        return {
+            "modelfile": f"# moonlet serves {state.name} (profile {config.profile})",
+            "parameters": "",
+            "template": "",
+            "details": details,
+            "model_info": {
+                "general.architecture": "moondream",
+                "general.parameter_count": state.model.model.num_parameters(),
+                "moondream.context_length": config.text.max_context,
+                "moondream.embedding_length": config.text.dim,
+                "moondream.block_count": config.text.n_layers,
+                "moonlet.profile": config.profile,
+            },
+            "capabilities": capabilities,
+            "modified_at": entry()["modified_at"],
+        }
 
     @router.get("/api/version")
     async def version():
@@ -120,28 +179,33 @@ def build_router(state, dependencies) -> APIRouter:
     async def run(
         request: Request, body, text: str, text_field: str, images: list[str] | None, image_field: str, shape
     ):
-        """Shared by generate and chat; ``shape(piece)`` wraps output text for the protocol."""
+        """Shared by generate and chat; ``shape(piece, thinking)`` wraps output text for the protocol."""
         settings = ollama_settings(state.model, body.options)
+        reasoning = thinking_flag(body.think)
         name = body.model or state.name
         if not text.strip() and not images:
             return {"model": name, "created_at": now_rfc3339(), **shape(""), "done": True, "done_reason": "load"}
+        if reasoning:
+            prompt_builder(state.model, "think", lambda p: p.require_grounded("think", state.model.config.profile))
+            if not text.strip():
+                raise ApiError(422, f"{text_field}: think needs a question")
         if text.strip():
-            prompt = prompt_builder(state.model, text_field, lambda p: p.query(text))
+            prompt = prompt_builder(state.model, text_field, lambda p: p.query(text, reasoning=reasoning))
         else:
             prompt = prompt_builder(state.model, text_field, lambda p: p.caption("normal"))
         image = None
         if images:
             image = await asyncio.to_thread(decode_image, images[-1], f"{image_field}.{len(images) - 1}", state.limits)
         fields = {"image": image_field, "text": text_field, "settings": "options"}
-        job = await start_text(
-            request, state.batcher, prompt, settings, image, body.stream, fields, state.limits.request_timeout_s
-        )
+        options = await text_options(state.model, None, "options", reasoning=reasoning)
+        timeout = state.limits.request_timeout_s
+        job = await start_text(request, state.batcher, prompt, settings, image, body.stream, fields, timeout, options)
         if not body.stream:
             result = await finish_text(job, fields, request)
             return {
                 "model": name,
                 "created_at": now_rfc3339(),
-                **shape(result.text),
+                **shape(result.text, result.reasoning["text"] if result.reasoning else None),
                 "done": True,
                 "done_reason": result.finish_reason,
                 **timings(result.figures),
@@ -149,7 +213,11 @@ def build_router(state, dependencies) -> APIRouter:
 
         async def lines():
             async for kind, value in job_events(job, request):
-                if kind == "text":
+                if kind == "reasoning":
+                    yield ndjson(
+                        {"model": name, "created_at": now_rfc3339(), **shape("", value["text"]), "done": False}
+                    )
+                elif kind == "text":
                     yield ndjson({"model": name, "created_at": now_rfc3339(), **shape(value), "done": False})
                 elif kind == "done":
                     closing = {"done": True, "done_reason": value.finish_reason, **timings(value.figures)}
@@ -162,12 +230,17 @@ def build_router(state, dependencies) -> APIRouter:
     @router.post("/api/generate")
     async def generate(body: GenerateBody, request: Request):
         refuse_unsupported(body, GENERATE_UNSUPPORTED)
-        return await run(request, body, body.prompt, "prompt", body.images, "images", lambda piece: {"response": piece})
+
+        def shape(piece: str, thinking: str | None = None) -> dict:
+            return {"response": piece, **({"thinking": thinking} if thinking is not None else {})}
+
+        return await run(request, body, body.prompt, "prompt", body.images, "images", shape)
 
     @router.post("/api/chat")
     async def chat(body: ChatBody, request: Request):
-        def shape(piece: str) -> dict:
-            return {"message": {"role": "assistant", "content": piece}}
+        def shape(piece: str, thinking: str | None = None) -> dict:
+            extra = {"thinking": thinking} if thinking is not None else {}
+            return {"message": {"role": "assistant", "content": piece, **extra}}
 
         refuse_unsupported(body, UNSUPPORTED)
         for index, message in enumerate(body.messages):

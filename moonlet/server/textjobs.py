@@ -13,7 +13,9 @@ from fastapi.responses import StreamingResponse
 
 from ..generation.sampling import SamplingSettings, SettingsError
 from ..prompts import PromptError
-from .batcher import Batcher, TextJob, TextResult
+from ..spatial import SpatialRefError, parse_spatial_refs
+from ..variants import VariantError
+from .batcher import Batcher, TextJob, TextOptions, TextResult
 from .errors import ApiError, model_error
 from .metrics import ARRIVED
 
@@ -44,13 +46,36 @@ def remaining(job: TextJob) -> float | None:
     return None if job.deadline is None else max(0.0, job.deadline - time.perf_counter())
 
 
+async def text_options(model, settings, field: str, refs=None, reasoning: bool = False) -> TextOptions:
+    """A query's variant (checked and loaded now; 422 naming ``field``.variant), refs and reasoning."""
+    try:
+        parsed = tuple(parse_spatial_refs(refs))
+    except SpatialRefError as exc:
+        raise ApiError(422, str(exc)) from None
+    variant = (settings or {}).get("variant") if isinstance(settings, dict) else None
+    if variant is not None:
+        try:
+            await asyncio.to_thread(model.variants.get, variant)
+        except VariantError as exc:
+            raise ApiError(422, f"{field}.variant: {exc}") from None
+    return TextOptions(variant, parsed, reasoning)
+
+
 async def start_text(
-    request: Request, batcher: Batcher, prompt, settings, image, stream: bool, fields: dict[str, str], timeout_s: float
+    request: Request,
+    batcher: Batcher,
+    prompt,
+    settings,
+    image,
+    stream: bool,
+    fields: dict[str, str],
+    timeout_s: float,
+    options: TextOptions | None = None,
 ) -> TextJob:
     """Queue a job; a streaming one is awaited until accepted so errors still get a status code."""
     arrived = request.scope.get(ARRIVED, time.perf_counter())
     try:
-        job = batcher.submit_text(prompt, settings, image=image, stream=stream, arrived=arrived)
+        job = batcher.submit_text(prompt, settings, image=image, stream=stream, arrived=arrived, options=options)
     except Exception as exc:
         raise model_error(exc, **fields) from None
     job.timeout_s = timeout_s
@@ -125,7 +150,8 @@ async def finish_text(job: TextJob, fields: dict[str, str], request: Request | N
 
 
 async def job_events(job: TextJob, request: Request | None = None) -> AsyncIterator[tuple[str, Any]]:
-    """("text", piece)… then ("done", TextResult) or ("error", message); stops the row on disconnect."""
+    """("reasoning", dict) with reasoning, ("text", piece)… then ("done", TextResult) or ("error", message);
+    stops the row on disconnect."""
     try:
         async for kind, value in _events(job, request):
             if kind == "started":
