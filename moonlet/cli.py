@@ -1,4 +1,4 @@
-"""Command line: ``moonlet caption|query|detect|point|info``.
+"""Command line: ``moonlet caption|query|detect|point|gaze|info`` and the delegated sub-commands.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or input (bad image, unknown model).
 """
@@ -11,12 +11,23 @@ import json
 import sys
 from pathlib import Path
 
-from .cli_args import add_image_argument, add_model_arguments, add_sampling_arguments, sampling_settings
+from .cli_args import (
+    add_image_argument,
+    add_model_arguments,
+    add_sampling_arguments,
+    add_variant_arguments,
+    numbers,
+    sampling_settings,
+    variant_settings,
+)
 
 EXAMPLES = """examples:
   moonlet query examples/scene.png "What shapes are there?"
   moonlet caption photo.jpg --length short
   moonlet detect photo.jpg face --json --out faces.png
+  moonlet query photo.jpg "What is in the box?" --ref 0.1,0.2,0.5,0.7 --reasoning
+  moonlet gaze photo.jpg --eye 0.42,0.31
+  moonlet caption photo.jpg --variant my-adapter.safetensors
   moonlet batch photos/ --out captions.jsonl --length short
   moonlet batch 'photos/*.jpg' --out answers.jsonl --question "How many people?"
   moonlet batch s3://bucket/photos/ --out captions/ --ray auto --workers 4
@@ -45,14 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream", action="store_true", help="print text as it is generated")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_sampling_arguments(p)
+    add_variant_arguments(p)
     add_model_arguments(p)
 
     p = sub.add_parser("query", help="answer a question about an image")
     add_image_argument(p)
     p.add_argument("question")
+    p.add_argument("--reasoning", action="store_true", help="grounded reasoning before the answer (2025-06-21)")
+    p.add_argument(
+        "--ref", action="append", type=numbers, help="a spatial reference: x,y (point) or x1,y1,x2,y2 (box); repeatable"
+    )
     p.add_argument("--stream", action="store_true", help="print text as it is generated")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_sampling_arguments(p)
+    add_variant_arguments(p)
     add_model_arguments(p)
 
     for name, what in (("detect", "bounding boxes"), ("point", "points")):
@@ -62,7 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--max-objects", type=int)
         p.add_argument("--out", help="also write the image with the results drawn on it (PNG)")
         p.add_argument("--json", action="store_true", help="print the result as JSON")
+        add_variant_arguments(p)
         add_model_arguments(p)
+
+    p = sub.add_parser("gaze", help="where a person looks, from an eye's position (experimental)")
+    add_image_argument(p)
+    p.add_argument("--eye", type=numbers, help="the eye: x,y normalised")
+    p.add_argument("--face", type=numbers, help="the face box x1,y1,x2,y2 (needed by --prioritize-accuracy)")
+    p.add_argument("--prioritize-accuracy", action="store_true", help="20 asks in the face box, outliers dropped")
+    p.add_argument("--force-detect", action="store_true", help="always decode a point, even where the model stops")
+    p.add_argument("--seed", type=int, help="seed of --prioritize-accuracy's eye positions")
+    p.add_argument("--out", help="also write the image with the eye and gaze drawn on it (PNG)")
+    add_variant_arguments(p)
+    add_model_arguments(p)
 
     p = sub.add_parser("info", help="model, profile, parameters, device")
     add_model_arguments(p)
@@ -127,7 +156,7 @@ def _print_text(result, key: str, stream: bool, as_json: bool) -> None:
         print()
         return
     text = value if isinstance(value, str) else "".join(value)
-    print(json.dumps({key: text}) if as_json else text)
+    print(json.dumps({**result, key: text}) if as_json else text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -146,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
         from .scale.cli import run_ray_batch
 
         return run_ray_batch(args)  # each worker loads the model itself
-    model = moonlet.load(args.model, revision=args.revision, device=args.device, dtype=args.dtype)
+    allow = getattr(args, "allow_network", False)
+    model = moonlet.load(args.model, revision=args.revision, device=args.device, dtype=args.dtype, allow_network=allow)
     if args.command == "info":
         info = {
             "model": model.name,
@@ -165,18 +195,25 @@ def run(args: argparse.Namespace) -> int:
         return run_batch(model, args)
     image = _read_image(args.image)
     if args.command == "caption":
-        _print_text(
-            model.caption(image, args.length, args.stream, sampling_settings(args)), "caption", args.stream, args.json
-        )
+        settings = variant_settings(args, sampling_settings(args))
+        _print_text(model.caption(image, args.length, args.stream, settings), "caption", args.stream, args.json)
     elif args.command == "query":
-        _print_text(
-            model.query(image, args.question, stream=args.stream, settings=sampling_settings(args)),
-            "answer",
-            args.stream,
-            args.json,
-        )
+        settings = variant_settings(args, sampling_settings(args))
+        result = model.query(image, args.question, args.reasoning, args.ref, stream=args.stream, settings=settings)
+        if args.reasoning and not args.json:
+            print(f"Reasoning: {result['reasoning']['text']}")
+        _print_text(result, "answer", args.stream, args.json)
+    elif args.command == "gaze":
+        unstable = {"prioritize_accuracy": args.prioritize_accuracy, "force_detect": args.force_detect}
+        seed = {"seed": args.seed} if args.seed is not None else None
+        result = model.detect_gaze(image, args.eye, args.face, unstable, variant_settings(args, seed))
+        print(json.dumps(result))
+        if args.out and result["gaze"] is not None and args.eye:
+            eye = {"x": args.eye[0], "y": args.eye[1]}
+            draw_results(image, {"points": [eye, result["gaze"]]}, args.out)
     else:
         settings = {"max_objects": args.max_objects} if args.max_objects else None
+        settings = variant_settings(args, settings)
         call = model.detect if args.command == "detect" else model.point
         key = "objects" if args.command == "detect" else "points"
         result = call(image, args.object, settings=settings)

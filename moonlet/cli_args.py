@@ -31,6 +31,29 @@ def sampling_settings(args: argparse.Namespace) -> dict | None:
     return settings or None
 
 
+def add_variant_arguments(parser) -> None:
+    """``--variant --allow-network``: a LoRA variant for ``settings["variant"]`` (see :func:`variant_settings`)."""
+    parser.add_argument("--variant", help="LoRA variant: an adapter file (.safetensors or .pt) or a hosted variant id")
+    parser.add_argument(
+        "--allow-network", action="store_true", help="let a hosted variant be downloaded from Moondream's API"
+    )
+
+
+def variant_settings(args: argparse.Namespace, settings: dict | None) -> dict | None:
+    """``settings`` with the ``--variant`` the user set, if any."""
+    if getattr(args, "variant", None) is None:
+        return settings
+    return {**(settings or {}), "variant": args.variant}
+
+
+def numbers(text: str) -> tuple[float, ...]:
+    """argparse type: comma-separated numbers, e.g. ``0.4,0.35``."""
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0.4,0.35, got {text!r}") from None
+
+
 def add_image_argument(parser) -> None:
     parser.add_argument("image", help="image path, or - to read the image from standard input")
 

@@ -19,7 +19,7 @@ from PIL import ImageOps
 from .generation.engine import EncodedImage, TextRequest
 from .generation.sampling import SamplingSettings, SettingsError
 from .image import load_image, to_rgb
-from .spatial import parse_ref
+from .spatial import SpatialRefError, parse_ref
 
 UNSTABLE_KEYS = ("prioritize_accuracy", "force_detect")
 SETTINGS_KEYS = ("variant", "seed")
@@ -54,11 +54,11 @@ def detect_gaze(md, image, eye=None, face=None, unstable_settings: Mapping[str, 
     adapter = md.variants.adapter(chosen)
     if not unstable.get("prioritize_accuracy", False):
         if eye is None:
-            raise ValueError("eye is required: the (x, y) of an eye, normalised")
+            raise SpatialRefError("eye is required: the (x, y) of an eye, normalised")
         point = parse_ref(eye, "eye", sizes=(2,))
         return {"gaze": _one(md, md.encode_image(image, chosen), point, force, adapter)}
     if face is None:
-        raise ValueError("prioritize_accuracy needs face: the face's box (x_min, y_min, x_max, y_max), normalised")
+        raise SpatialRefError("prioritize_accuracy needs face: the face's box (x_min, y_min, x_max, y_max), normalised")
     x_min, y_min, x_max, y_max = parse_ref(face, "face", sizes=(4,))
     if isinstance(image, EncodedImage):
         raise ValueError("prioritize_accuracy needs the image itself (it is also asked mirrored), not an EncodedImage")
