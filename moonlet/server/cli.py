@@ -99,6 +99,13 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     add_model_arguments(p)
     p.add_argument(
+        "--variant",
+        action="append",
+        metavar="NAME=PATH",
+        help="register a LoRA variant for settings.variant (repeatable); PATH: a .safetensors / .pt adapter",
+    )
+    p.add_argument("--allow-network", action="store_true", help="let hosted variant ids be downloaded")
+    p.add_argument(
         "--compile",
         action="store_true",
         help="torch.compile the vision encoder and decode step (CUDA graphs on GPU); the first requests compile",
@@ -164,7 +171,22 @@ def run_serve(args: argparse.Namespace) -> int:
         from ..scale.serve import run_replicas
 
         return run_replicas(args, options)  # each replica loads the model and builds create_app(model, **options)
-    model = moonlet.load(args.model, revision=args.revision, device=args.device, dtype=args.dtype, compile=args.compile)
+    variants = {}
+    for item in args.variant or []:
+        name, equals, path = item.partition("=")
+        if not equals or not name or not path:
+            print(f"moonlet serve: --variant expects NAME=PATH, got {item!r}", file=sys.stderr)
+            return 2
+        variants[name] = path
+    model = moonlet.load(
+        args.model,
+        revision=args.revision,
+        device=args.device,
+        dtype=args.dtype,
+        compile=args.compile,
+        variants=variants,
+        allow_network=args.allow_network,
+    )
     app = create_app(model, **options)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     root = f"http://{shown}:{args.port}"
