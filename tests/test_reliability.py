@@ -213,7 +213,12 @@ def _png_url() -> str:
         ("/v1/query", {"question": "x", "colour": "red"}, 422, "colour: unknown field"),
         ("/v1/caption", {"image_url": "", "lenght": "short"}, 422, "lenght: unknown field"),
         ("/v1/detect", {"image_url": "", "object": "x", "objects": 2}, 422, "objects: unknown field"),
-        ("/v1/query", {"question": "x", "reasoning": True}, 422, "reasoning: not supported"),
+        (
+            "/v1/query",
+            {"question": "x", "spatial_refs": [[2, 0]]},
+            422,
+            "spatial_refs[0][0]",
+        ),  # reasoning is served now
         (
             "/v1/chat/completions",
             {"messages": [{"role": "user", "content": "x"}], "temprature": 1},
