@@ -10,6 +10,7 @@ import torch
 
 from . import gaze
 from .generation.engine import EncodedImage, Engine, TextRequest
+from .generation.locate import locate
 from .generation.prefix_cache import PrefixCache, pixel_key
 from .generation.reasoning import Reasoning, split_reasoning
 from .generation.sampling import SamplingSettings, SettingsError
@@ -281,7 +282,7 @@ class Moondream:
         adapter = self.variants.adapter(settings)
         prefix = self.encode_image(image, settings)
         eos = self.config.tokenizer.eos_id
-        return self.engine.locate(prefix, prompt, with_size, max_objects, eos, adapter=adapter)
+        return locate(self.engine, prefix, prompt, with_size, max_objects, eos, adapter=adapter)
 
     # --- batching -------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import torch
 from PIL import ImageOps
 
 from .generation.engine import EncodedImage, TextRequest
+from .generation.locate import locate
 from .generation.sampling import SamplingSettings, SettingsError
 from .image import load_image, to_rgb
 from .spatial import SpatialRefError, parse_ref
@@ -92,8 +93,15 @@ def without_outliers(points: list[dict[str, float]]) -> list[dict[str, float]]:
 def _one(md, encoded: EncodedImage, eye, force: bool, adapter) -> dict[str, float] | None:
     request = gaze_request(md, encoded, eye, adapter)
     eos = None if force else md.config.tokenizer.eos_id
-    points = md.engine.locate(
-        encoded, request.prompt, with_size=False, max_objects=1, eos_id=eos, slots=request.slots, adapter=adapter
+    points = locate(
+        md.engine,
+        encoded,
+        request.prompt,
+        with_size=False,
+        max_objects=1,
+        eos_id=eos,
+        slots=request.slots,
+        adapter=adapter,
     )
     return points[0] if points else None
 

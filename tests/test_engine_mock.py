@@ -20,6 +20,7 @@ from torch import nn
 from moonlet.config import MoondreamConfig, RegionConfig, TextConfig, VisionConfig
 from moonlet.generation.engine import LENGTH, STOP, ContextOverflowError, EncodedImage, Engine, Step, TextRequest
 from moonlet.generation.kv_cache import KVCache
+from moonlet.generation.locate import locate
 from moonlet.generation.sampling import SamplingSettings
 
 VOCAB = 64
@@ -535,7 +536,7 @@ def test_empty_prompt_raises():
 def test_locate_without_region_head_raises():
     engine = Engine(MockModel(sum_rule))
     with pytest.raises(ValueError, match="no region head"):
-        engine.locate(make_prefix(engine, IMAGE_A), [1, 2], with_size=True, max_objects=3, eos_id=0)
+        locate(engine, make_prefix(engine, IMAGE_A), [1, 2], with_size=True, max_objects=3, eos_id=0)
 
 
 def test_kv_cache_allocate_uses_the_text_geometry():

@@ -346,14 +346,6 @@ class Engine:
                     output.append(token)
         return outputs
 
-    # --- region decoding (detect / point / gaze) ------------------------------------------
-
-    def locate(self, prefix: EncodedImage, prompt: Sequence[int], with_size: bool, max_objects: int, eos_id, **options):
-        """Greedy coordinate (and size) decoding after ``prompt``: see ``moonlet.generation.locate``."""
-        from .locate import locate
-
-        return locate(self, prefix, prompt, with_size, max_objects, eos_id, **options)
-
 
 def check_batch(requests: Sequence[TextRequest]) -> TextAdapter | None:
     """The batch's one variant; ValueError when rows or their prefixes disagree on it."""
