@@ -29,6 +29,7 @@ import torch
 
 from ..api import Moondream
 from ..checkpoints.loading import EMBEDDED_DIR, EMBEDDED_MODEL
+from ..eval.points import inside
 from ..modeling.init import build_random
 from ..profiles import PROFILES
 from ..tokenizer import Tokenizer
@@ -84,10 +85,6 @@ def write_point_rows(train: list[dict], directory: Path) -> Path:
                 json.dumps({"image": scene["image"], "object": object_name(scene, index), "points": [point]}) + "\n"
             )
     return path
-
-
-def inside(point, box) -> bool:
-    return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
 
 
 @torch.no_grad()
