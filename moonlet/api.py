@@ -15,6 +15,7 @@ from .generation.prefix_cache import PrefixCache, pixel_key
 from .generation.reasoning import Reasoning, split_reasoning
 from .generation.sampling import SamplingSettings, SettingsError
 from .generation.streaming import TextStreamer
+from .generation.structured import JsonGrammar, TokenConstraint, check_complete
 from .image import ImageInput, load_image, make_crops, to_rgb
 from .modeling.lora import TextAdapter
 from .modeling.model import MoondreamModel
@@ -70,6 +71,7 @@ class Moondream:
         self.name = name
         # settings["variant"]: registered adapters, adapter files, hosted ids (downloaded only with allow_network)
         self.variants = VariantRegistry(model.config.text, model.device, model.dtype, variants, allow_network)
+        self._grammars: dict[int, JsonGrammar] = {}  # per tokenizer (by identity): its JSON-schema compiler
 
     def __repr__(self) -> str:
         where = f"device={self.model.device}, dtype={self.model.dtype}"
@@ -154,6 +156,18 @@ class Moondream:
             adapter=adapter,
         )
 
+    def constraint(self, settings, prompts: PromptBuilder | None = None) -> TokenConstraint | None:
+        """The grammar of ``settings["json_schema"]`` (a JSON schema the reply must match), or None."""
+        schema = settings.get("json_schema") if isinstance(settings, Mapping) else None
+        if schema is None:
+            return None
+        prompts = prompts or self.prompts()
+        grammar = self._grammars.get(id(prompts.tokenizer.backend))
+        if grammar is None:
+            grammar = JsonGrammar(prompts.tokenizer.to_json(), self.config.text.vocab_size, prompts.stop_ids())
+            self._grammars[id(prompts.tokenizer.backend)] = grammar
+        return grammar.constraint(schema)
+
     def reasoning_spec(self) -> Reasoning:
         """How this revision reasons: ends at the answer id; eos and size ids masked after the first token."""
         tok = self.config.tokenizer
@@ -178,12 +192,14 @@ class Moondream:
         if stream:
             return self._stream_text(request, tokenizer)
         (ids,) = self.engine.generate([request])
+        check_complete(request.constraint, request.settings.max_tokens)
         return self._finish_text(tokenizer.decode(ids))
 
     def _stream_text(self, request: TextRequest, tokenizer: Tokenizer) -> Iterator[str]:
-        return self._stream_tokens((step.tokens[0] for step in self.engine.generate_stream([request])), tokenizer)
+        tokens = (step.tokens[0] for step in self.engine.generate_stream([request]))
+        return self._stream_tokens(tokens, tokenizer, request)
 
-    def _stream_tokens(self, tokens: Iterator[int | None], tokenizer: Tokenizer) -> Iterator[str]:
+    def _stream_tokens(self, tokens: Iterator[int | None], tokenizer: Tokenizer, request: TextRequest) -> Iterator[str]:
         streamer = TextStreamer(tokenizer.decode)
         for token in tokens:
             piece = streamer.push(token) if token is not None else ""
@@ -192,6 +208,7 @@ class Moondream:
         rest = streamer.finish()
         if rest:
             yield rest
+        check_complete(request.constraint, request.settings.max_tokens)
 
     def caption(
         self,
@@ -206,6 +223,7 @@ class Moondream:
         sampling, adapter = self.sampling(settings), self.variants.adapter(settings)
         prefix = self.encode_image(image, settings)
         request = self.text_request(prefix, prompts.caption(length), sampling, stream, prompts, adapter)
+        request.constraint = self.constraint(settings, prompts)
         return {"caption": self._run_text(request, stream, prompts.tokenizer)}
 
     def query(
@@ -236,14 +254,16 @@ class Moondream:
         prefix = self.text_prefix(adapter) if image is None else self.encode_image(image, settings)
         request = self.text_request(prefix, prompt, sampling, stream, prompts, adapter)
         request.slots = self.spatial_slots(refs, prompts)
+        request.constraint = self.constraint(settings, prompts)
         if not reasoning:
             return {"answer": self._run_text(request, stream, prompts.tokenizer)}
         request.reasoning = self.reasoning_spec()
         steps = self.engine.generate_stream([request])
         thought, answer_tokens = split_reasoning(steps, request.reasoning, prompts.tokenizer.decode)
         if stream:
-            return {"reasoning": thought, "answer": self._stream_tokens(answer_tokens, prompts.tokenizer)}
+            return {"reasoning": thought, "answer": self._stream_tokens(answer_tokens, prompts.tokenizer, request)}
         answer = prompts.tokenizer.decode([t for t in answer_tokens if t is not None])
+        check_complete(request.constraint, request.settings.max_tokens)
         return {"reasoning": thought, "answer": self._finish_text(answer)}
 
     def detect(self, image: ImageInput | EncodedImage, object: str, settings=None, tokenizer=None) -> dict[str, Any]:
@@ -272,6 +292,8 @@ class Moondream:
         prompt = prompts.detect(obj) if with_size else prompts.point(obj)
         max_objects = self.config.generation.max_objects
         if settings:
+            if "json_schema" in settings:
+                raise SettingsError("json_schema applies to query and caption replies, not to detect and point")
             self.sampling({k: v for k, v in settings.items() if k != "max_objects"})
             max_objects = settings.get("max_objects", max_objects)
             context = self.engine.context
@@ -309,7 +331,12 @@ class Moondream:
             self.text_request(self.encode_image(img, settings), prompt, sampling, prompts=prompts, adapter=adapter)
             for img, prompt in items
         ]
-        return [self._finish_text(prompts.tokenizer.decode(ids)) for ids in self.engine.generate(requests)]
+        for request in requests:
+            request.constraint = self.constraint(settings, prompts)
+        outputs = self.engine.generate(requests)
+        for request in requests:
+            check_complete(request.constraint, request.settings.max_tokens)
+        return [self._finish_text(prompts.tokenizer.decode(ids)) for ids in outputs]
 
     # --- the seed article's form ------------------------------------------------------------
 

@@ -15,10 +15,11 @@ from .cli_args import (
     add_image_argument,
     add_model_arguments,
     add_sampling_arguments,
+    add_schema_argument,
     add_variant_arguments,
     numbers,
+    option_settings,
     sampling_settings,
-    variant_settings,
 )
 
 EXAMPLES = """examples:
@@ -28,6 +29,7 @@ EXAMPLES = """examples:
   moonlet query photo.jpg "What is in the box?" --ref 0.1,0.2,0.5,0.7 --reasoning
   moonlet gaze photo.jpg --eye 0.42,0.31
   moonlet caption photo.jpg --variant my-adapter.safetensors
+  moonlet query photo.jpg "How many cats?" --json-schema count.json
   moonlet batch photos/ --out captions.jsonl --length short
   moonlet batch 'photos/*.jpg' --out answers.jsonl --question "How many people?"
   moonlet batch s3://bucket/photos/ --out captions/ --ray auto --workers 4
@@ -57,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_sampling_arguments(p)
     add_variant_arguments(p)
+    add_schema_argument(p)
     add_model_arguments(p)
 
     p = sub.add_parser("query", help="answer a question about an image")
@@ -70,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_sampling_arguments(p)
     add_variant_arguments(p)
+    add_schema_argument(p)
     add_model_arguments(p)
 
     for name, what in (("detect", "bounding boxes"), ("point", "points")):
@@ -195,10 +199,10 @@ def run(args: argparse.Namespace) -> int:
         return run_batch(model, args)
     image = _read_image(args.image)
     if args.command == "caption":
-        settings = variant_settings(args, sampling_settings(args))
+        settings = option_settings(args, sampling_settings(args))
         _print_text(model.caption(image, args.length, args.stream, settings), "caption", args.stream, args.json)
     elif args.command == "query":
-        settings = variant_settings(args, sampling_settings(args))
+        settings = option_settings(args, sampling_settings(args))
         result = model.query(image, args.question, args.reasoning, args.ref, stream=args.stream, settings=settings)
         if args.reasoning and not args.json:
             print(f"Reasoning: {result['reasoning']['text']}")
@@ -206,14 +210,14 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "gaze":
         unstable = {"prioritize_accuracy": args.prioritize_accuracy, "force_detect": args.force_detect}
         seed = {"seed": args.seed} if args.seed is not None else None
-        result = model.detect_gaze(image, args.eye, args.face, unstable, variant_settings(args, seed))
+        result = model.detect_gaze(image, args.eye, args.face, unstable, option_settings(args, seed))
         print(json.dumps(result))
         if args.out and result["gaze"] is not None and args.eye:
             eye = {"x": args.eye[0], "y": args.eye[1]}
             draw_results(image, {"points": [eye, result["gaze"]]}, args.out)
     else:
         settings = {"max_objects": args.max_objects} if args.max_objects else None
-        settings = variant_settings(args, settings)
+        settings = option_settings(args, settings)
         call = model.detect if args.command == "detect" else model.point
         key = "objects" if args.command == "detect" else "points"
         result = call(image, args.object, settings=settings)

@@ -4,6 +4,8 @@ argparse validators. One home, so that each flag reads and behaves the same ever
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 MODEL_HELP = "checkpoint directory, .safetensors file or hub id (default: the embedded model)"
 SAMPLING_NAMES = ("max_tokens", "temperature", "top_p", "seed")
@@ -32,18 +34,38 @@ def sampling_settings(args: argparse.Namespace) -> dict | None:
 
 
 def add_variant_arguments(parser) -> None:
-    """``--variant --allow-network``: a LoRA variant for ``settings["variant"]`` (see :func:`variant_settings`)."""
+    """``--variant --allow-network``: a LoRA variant for ``settings["variant"]`` (see :func:`option_settings`)."""
     parser.add_argument("--variant", help="LoRA variant: an adapter file (.safetensors or .pt) or a hosted variant id")
     parser.add_argument(
         "--allow-network", action="store_true", help="let a hosted variant be downloaded from Moondream's API"
     )
 
 
-def variant_settings(args: argparse.Namespace, settings: dict | None) -> dict | None:
-    """``settings`` with the ``--variant`` the user set, if any."""
-    if getattr(args, "variant", None) is None:
-        return settings
-    return {**(settings or {}), "variant": args.variant}
+def add_schema_argument(parser) -> None:
+    """``--json-schema FILE``: the reply must be JSON matching the schema in FILE."""
+    parser.add_argument(
+        "--json-schema", type=json_file, metavar="FILE", help="reply with JSON matching the JSON schema in FILE"
+    )
+
+
+def json_file(path: str) -> dict:
+    """argparse type: a file holding one JSON object."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{path} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{path} must hold a JSON object (a schema), not {type(value).__name__}")
+    return value
+
+
+def option_settings(args: argparse.Namespace, settings: dict | None) -> dict | None:
+    """``settings`` with the ``--variant`` and ``--json-schema`` the user set, if any."""
+    chosen = {name: getattr(args, name, None) for name in ("variant", "json_schema")}
+    chosen = {name: value for name, value in chosen.items() if value is not None}
+    return {**(settings or {}), **chosen} if chosen else settings
 
 
 def numbers(text: str) -> tuple[float, ...]:

@@ -44,6 +44,13 @@ class Tokenizer:
     def decode(self, ids: Sequence[int]) -> str:
         return self.backend.decode(list(ids), skip_special_tokens=True)
 
+    def to_json(self) -> str:
+        """The ``tokenizer.json`` text of a ``tokenizers`` (or transformers fast) tokenizer."""
+        backend = self.backend if self._is_tokenizers else getattr(self.backend, "backend_tokenizer", None)
+        if not isinstance(backend, HFTokenizer):
+            raise TokenizerError(f"{type(self.backend).__name__} has no tokenizer.json form (a fast tokenizer has)")
+        return backend.to_str()
+
     def token_id(self, text: str) -> int | None:
         if self._is_tokenizers:
             return self.backend.token_to_id(text)

@@ -124,7 +124,7 @@ def test_batcher_reports_the_engines_finish_reasons():
         engine=ScriptedEngine(steps),
         tokenizer=SimpleNamespace(decode=lambda ids: " ".join(map(str, ids))),
         text_prefix=lambda: SimpleNamespace(length=1),
-        text_request=lambda prefix, prompt, settings: SimpleNamespace(settings=settings),
+        text_request=lambda prefix, prompt, settings: SimpleNamespace(settings=settings, constraint=None),
     )
 
     async def result(job):

@@ -16,6 +16,7 @@ from ..modeling.model import MoondreamModel
 from .kv_cache import KVCache
 from .reasoning import Reasoning, ReasoningStep
 from .sampling import SamplingSettings, select_next
+from .structured import TokenConstraint
 
 
 class ContextOverflowError(ValueError):
@@ -47,6 +48,7 @@ class TextRequest:
     slots: Mapping[int, torch.Tensor] | None = None  # prompt index → (dim,) embedding fed instead of the id's
     reasoning: Reasoning | None = None  # a grounded reasoning phase before the answer
     adapter: TextAdapter | None = None  # the LoRA variant applied to every step (the prefix's too)
+    constraint: TokenConstraint | None = None  # a grammar the answer must follow (structured output)
 
     @property
     def budget(self) -> int:
@@ -265,6 +267,11 @@ class Engine:
             if not row.fresh and row.masked_ids:
                 logits[index, list(row.masked_ids)] = float("-inf")
             row.fresh = False
+            constraint = row.request.constraint
+            if constraint is not None and not row.thinking and not row.done:
+                logits[index, ~constraint.allowed()] = float("-inf")
+                if not torch.isfinite(logits[index]).any():
+                    raise RuntimeError("the grammar allows no id the model may produce here")
         settings = [r.request.settings for r in rows]
         if all(s.temperature == 0 for s in settings):
             return logits.argmax(-1).tolist()
@@ -328,6 +335,8 @@ class Engine:
 
     def _take(self, row: DecodeRow, token: int) -> int | None:
         """Add ``token`` to a running row, marking it finished if it stops here; the id to yield."""
+        if row.request.constraint is not None:
+            row.request.constraint.advance(token)
         if token in row.request.stop_ids:
             row.finish_reason = STOP
             if not row.request.keep_stop:

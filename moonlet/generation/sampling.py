@@ -39,7 +39,7 @@ class SamplingSettings:
         base = cls(defaults.max_tokens, defaults.temperature, defaults.top_p)
         if not settings:
             return base.validate()
-        known = {"max_tokens", "temperature", "top_p", "seed", "max_objects", "variant"}
+        known = {"max_tokens", "temperature", "top_p", "seed", "max_objects", "variant", "json_schema"}
         unknown = set(settings) - known
         if unknown:
             raise SettingsError(f"unknown settings {sorted(unknown)}; known: {sorted(known)}")

@@ -22,6 +22,7 @@ from ..generation.engine import TextRequest
 from ..generation.reasoning import grounded_text
 from ..generation.sampling import SamplingSettings
 from ..generation.streaming import TextStreamer
+from ..generation.structured import IncompleteJsonError, check_complete
 from .errors import QueueFullError, WorkerDownError
 from .metrics import Metrics
 
@@ -91,11 +92,12 @@ class TextResult:
 
 @dataclass(frozen=True)
 class TextOptions:
-    """A query's extras: a LoRA variant's name, validated spatial refs, grounded reasoning."""
+    """A query's extras: a LoRA variant's name, validated spatial refs, grounded reasoning, a JSON schema."""
 
     variant: str | None = None
     refs: tuple = ()
     reasoning: bool = False
+    json_schema: dict | None = None  # the reply must be JSON matching it (structured output)
 
 
 @dataclass
@@ -311,6 +313,8 @@ class Batcher:
                 request.slots = model.spatial_slots(options.refs)
             if options.reasoning:
                 request.reasoning = model.reasoning_spec()
+            if options.json_schema is not None:
+                request.constraint = model.constraint({"json_schema": options.json_schema})
         except Exception as exc:
             job.channel.put("error", exc)
             return None
@@ -383,6 +387,12 @@ class Batcher:
             if rest:
                 job.channel.put("text", rest)
         text = self.model.tokenizer.decode(row.ids)
+        if reason != CANCELLED:
+            try:
+                check_complete(row.request.constraint, row.request.settings.max_tokens)
+            except IncompleteJsonError as exc:
+                job.channel.put("error", exc)
+                return
         if self.metrics is not None:
             ttft = figures.first_token - figures.created if figures.first_token else None
             self.metrics.text_finished(figures.input_tokens, figures.output_tokens, ttft)

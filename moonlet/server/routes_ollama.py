@@ -4,6 +4,7 @@ Images are base64 strings in ``images`` (the last one is used); ``stream`` defau
 and streams newline-delimited JSON. The closing object carries Ollama's timing fields in
 nanoseconds. ``options`` understood: temperature, top_p, seed, num_predict. ``think: true`` runs
 grounded reasoning and returns its text as ``thinking`` (the chat message's, or generate's).
+``format`` ("json" or a JSON schema) constrains the reply to JSON.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from .. import __version__
+from ..generation.structured import JSON_OBJECT
 from .errors import ApiError
 from .inputs import StrictBody, decode_image, refuse_unsupported
 from .textjobs import (
@@ -31,7 +33,7 @@ from .textjobs import (
 
 class OllamaBody(StrictBody):
     """Fields both routes take. ``keep_alive`` is accepted and ignored (the model stays loaded);
-    ``format`` and ``tools`` are refused when set; ``think`` is true or false."""
+    ``tools`` is refused when set; ``format`` is "json" or a schema; ``think`` is true or false."""
 
     model: str | None = None
     stream: bool = True
@@ -42,7 +44,7 @@ class OllamaBody(StrictBody):
     tools: list[Any] | None = None
 
 
-UNSUPPORTED = ("format", "tools")
+UNSUPPORTED = ("tools",)
 GENERATE_UNSUPPORTED = (*UNSUPPORTED, "system", "template", "suffix", "context", "raw")
 
 
@@ -73,6 +75,17 @@ class ShowBody(StrictBody):
     model: str | None = None
     name: str | None = None  # older clients
     verbose: bool | None = None
+
+
+def format_schema(value: Any) -> dict | None:
+    """Ollama's ``format``: "json" (any JSON object) or a JSON schema object; None or "" for text."""
+    if value is None or value == "":
+        return None
+    if value == "json":
+        return JSON_OBJECT
+    if isinstance(value, dict):
+        return value
+    raise ApiError(422, f'format: expected "json" or a JSON schema object, got {value!r}')
 
 
 def thinking_flag(think: Any) -> bool:
@@ -197,7 +210,10 @@ def build_router(state, dependencies) -> APIRouter:
         if images:
             image = await asyncio.to_thread(decode_image, images[-1], f"{image_field}.{len(images) - 1}", state.limits)
         fields = {"image": image_field, "text": text_field, "settings": "options"}
-        options = await text_options(state.model, None, "options", reasoning=reasoning)
+        schema = format_schema(body.format)
+        options = await text_options(
+            state.model, None, "options", reasoning=reasoning, json_schema=schema, schema_field="format"
+        )
         timeout = state.limits.request_timeout_s
         job = await start_text(request, state.batcher, prompt, settings, image, body.stream, fields, timeout, options)
         if not body.stream:

@@ -2,7 +2,8 @@
 
 Moondream answers one question about one image, so a chat becomes a query: the text of the
 last user message is the question and the most recent ``image_url`` part (a data URL) is the
-image. A last user message with an image and no text is captioned instead.
+image. A last user message with an image and no text is captioned instead. ``response_format``
+``json_object`` or ``json_schema`` constrains the reply to JSON (any object, or the schema's).
 """
 
 from __future__ import annotations
@@ -15,9 +16,19 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import StrictInt
 
+from ..generation.structured import JSON_OBJECT
 from .errors import ApiError
 from .inputs import StrictBody, decode_image, refuse_unsupported
-from .textjobs import finish_text, job_events, prompt_builder, sampling_settings, sse, sse_response, start_text
+from .textjobs import (
+    finish_text,
+    job_events,
+    prompt_builder,
+    sampling_settings,
+    sse,
+    sse_response,
+    start_text,
+    text_options,
+)
 
 
 class ChatMessage(StrictBody):
@@ -107,6 +118,32 @@ def split_messages(messages: list[ChatMessage]) -> tuple[str, str | None, str]:
     return question, image, image_field
 
 
+SCHEMA_FIELDS = {"name", "description", "schema", "strict"}
+
+
+def response_schema(response_format: dict[str, Any] | None) -> dict | None:
+    """The JSON schema a ``response_format`` asks for: None for text, any object for ``json_object``."""
+    if response_format is None:
+        return None
+    kind = response_format.get("type")
+    extra = set(response_format) - {"type", "json_schema"}
+    if extra:
+        raise ApiError(422, f"response_format: unknown fields {sorted(extra)}")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return JSON_OBJECT
+    if kind != "json_schema":
+        raise ApiError(422, f"response_format.type: {kind!r} is not one of 'text', 'json_object', 'json_schema'")
+    spec = response_format.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+        raise ApiError(422, "response_format.json_schema.schema: a JSON schema object is required")
+    unknown = set(spec) - SCHEMA_FIELDS
+    if unknown:
+        raise ApiError(422, f"response_format.json_schema: unknown fields {sorted(unknown)}")
+    return spec["schema"]
+
+
 def build_router(state, dependencies) -> APIRouter:
     router = APIRouter(dependencies=dependencies)
 
@@ -120,8 +157,7 @@ def build_router(state, dependencies) -> APIRouter:
         if body.n not in (None, 1):
             raise ApiError(422, "n: only n=1 is supported")
         refuse_unsupported(body, UNSUPPORTED)
-        if body.response_format not in (None, {"type": "text"}):
-            raise ApiError(422, "response_format: only plain text replies are supported")
+        json_schema = response_schema(body.response_format)
         for index, message in enumerate(body.messages):
             refuse_unsupported(message, ("tool_calls", "tool_call_id"), f"messages.{index}.")
         question, image_url, image_field = split_messages(body.messages)
@@ -135,11 +171,22 @@ def build_router(state, dependencies) -> APIRouter:
             prompt = prompt_builder(state.model, "messages", lambda p: p.query(question))
         else:
             prompt = prompt_builder(state.model, "messages", lambda p: p.caption("normal"))
+        asked_schema = (body.response_format or {}).get("type") == "json_schema"
+        schema_field = "response_format.json_schema.schema" if asked_schema else "response_format"
+        options = await text_options(state.model, None, "", json_schema=json_schema, schema_field=schema_field)
         image = None
         if image_url is not None:
             image = await asyncio.to_thread(decode_image, image_url, image_field, state.limits)
         job = await start_text(
-            request, state.batcher, prompt, settings, image, body.stream, fields, state.limits.request_timeout_s
+            request,
+            state.batcher,
+            prompt,
+            settings,
+            image,
+            body.stream,
+            fields,
+            state.limits.request_timeout_s,
+            options,
         )
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())

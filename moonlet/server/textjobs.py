@@ -12,6 +12,7 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from ..generation.sampling import SamplingSettings, SettingsError
+from ..generation.structured import SchemaError
 from ..prompts import PromptError
 from ..spatial import SpatialRefError, parse_spatial_refs
 from ..variants import VariantError
@@ -46,19 +47,30 @@ def remaining(job: TextJob) -> float | None:
     return None if job.deadline is None else max(0.0, job.deadline - time.perf_counter())
 
 
-async def text_options(model, settings, field: str, refs=None, reasoning: bool = False) -> TextOptions:
-    """A query's variant (checked and loaded now; 422 naming ``field``.variant), refs and reasoning."""
+async def text_options(
+    model, settings, field: str, refs=None, reasoning: bool = False, json_schema=None, schema_field: str = ""
+) -> TextOptions:
+    """A query's variant (checked and loaded now; 422 naming ``field``.variant), refs, reasoning and
+    JSON schema (``settings["json_schema"]`` or ``json_schema``; compiled now, 422 naming ``schema_field``)."""
     try:
         parsed = tuple(parse_spatial_refs(refs))
     except SpatialRefError as exc:
         raise ApiError(422, str(exc)) from None
-    variant = (settings or {}).get("variant") if isinstance(settings, dict) else None
+    settings = settings if isinstance(settings, dict) else {}
+    variant = settings.get("variant")
     if variant is not None:
         try:
             await asyncio.to_thread(model.variants.get, variant)
         except VariantError as exc:
             raise ApiError(422, f"{field}.variant: {exc}") from None
-    return TextOptions(variant, parsed, reasoning)
+    if json_schema is None and settings.get("json_schema") is not None:
+        json_schema, schema_field = settings["json_schema"], f"{field}.json_schema"
+    if json_schema is not None:
+        try:
+            await asyncio.to_thread(model.constraint, {"json_schema": json_schema})
+        except SchemaError as exc:
+            raise ApiError(422, f"{schema_field}: {exc.detail}") from None
+    return TextOptions(variant, parsed, reasoning, json_schema)
 
 
 async def start_text(
