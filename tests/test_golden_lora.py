@@ -179,3 +179,48 @@ def test_cli_variant_convert(tmp_path, capsys):
     assert load_file(str(tmp_path / "out.safetensors")).keys() == load_file(str(ADAPTER)).keys()
     assert cli_main(["variant", "convert", str(tmp_path / "missing.pt"), str(tmp_path / "x.safetensors")]) == 2
     assert "variant file not found" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def two_variants(tmp_path_factory):
+    """md2-tiny with the official adapter ("tiny", rank 4) and a moonlet-format one ("mine", rank 2)."""
+    folder = tmp_path_factory.mktemp("variants")
+    trained = moonlet.load(GOLDEN_MODEL, device="cpu", dtype="float32")
+    torch.manual_seed(1)
+    add_lora(trained.model, rank=2, alpha=4.0)
+    with torch.no_grad():
+        for name, param in trained.model.named_parameters():
+            if name.endswith("lora_b"):
+                param.normal_(0, 0.05)
+    state = {k: v.contiguous() for k, v in lora_state(trained.model).items()}
+    save_file(state, str(folder / "mine.safetensors"), metadata={"lora_scale": "2.0"})
+    variants = {"tiny": ADAPTER, "mine": folder / "mine.safetensors"}
+    return moonlet.load(GOLDEN_MODEL, device="cpu", dtype="float32", variants=variants)
+
+
+def test_rows_of_mixed_variants_decode_together_as_each_alone(two_variants):
+    """One batch, rows with the official variant, moonlet's own, and none: each row's tokens and
+    first-token logits equal that request run on its own (the prefix cache keyed per variant)."""
+    model = two_variants
+    prompts = model.prompts()
+    images = [GOLDEN_LORA / "cases" / case["image"] for case in CASES]
+    plan = [("tiny", images[0]), (None, images[0]), ("mine", images[-1]), ("tiny", images[-1]), (None, images[-1])]
+    sampling = model.sampling(GREEDY)
+
+    def request(variant, image):
+        settings = {"variant": variant} if variant else None
+        adapter = model.variants.adapter(settings)
+        prefix = model.encode_image(image, settings)
+        assert prefix.variant == variant  # never a prefix encoded under another variant
+        return model.text_request(prefix, prompts.query(EXPECTED["question"]), sampling, adapter=adapter)
+
+    together = model.engine.generate([request(v, i) for v, i in plan])
+    alone = [model.engine.generate([request(v, i)])[0] for v, i in plan]
+    assert together == alone
+    assert len({tuple(t) for t in together}) > 2  # the variants really differ
+    _, _, mixed_logits = model.engine.start([request(v, i) for v, i in plan])
+    for row, (variant, image) in enumerate(plan):
+        _, _, own = model.engine.start([request(variant, image)])
+        assert (mixed_logits[row] - own[0]).abs().max() < 1e-4
+    mixed_reasons = [step.finish_reasons for step in model.engine.generate_stream([request(v, i) for v, i in plan])]
+    assert sum(reason is not None for reasons in mixed_reasons for reason in reasons) == len(plan)

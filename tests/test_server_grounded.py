@@ -6,6 +6,7 @@ md2-tiny-lora's adapter registered as "tiny"; every result is compared with the 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -118,6 +119,25 @@ def test_mixed_variants_queued_together_each_get_their_own(server, data_url, jpe
 
     with ThreadPoolExecutor(4) as pool:
         assert list(pool.map(ask, variants)) == expected
+
+
+def test_mixed_variants_decode_in_one_batch(server, jpeg):
+    """Rows of the variant and of the base model, waiting together, run as one batch, and each row
+    gets what it gets alone."""
+    from moonlet.server.batcher import TextOptions
+    from moonlet.server.testing import decode_together
+
+    variants = ["tiny", None, None, "tiny"]
+    alone = [
+        direct(server, lambda m, v=v: m.query(jpeg, QUESTION, settings={**SETTINGS, "variant": v})["answer"])
+        for v in variants
+    ]
+    model = server[1].model
+    prompt, settings = model.prompts().query(QUESTION), model.sampling(SETTINGS)
+    jobs = [(prompt, settings, jpeg, TextOptions(variant=v)) for v in variants]
+    results = asyncio.run(decode_together(server[1], jobs))
+    assert [r.text for r in results] == alone and len(set(alone)) == 2
+    assert [r.figures.batch_size for r in results] == [len(variants)] * len(variants)
 
 
 @pytest.mark.parametrize(

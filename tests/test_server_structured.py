@@ -103,6 +103,7 @@ def test_moondream_route_settings_json_schema(server, image_bytes):
 def test_constrained_and_free_rows_share_a_batch(server):
     """Rows with different schemas, or none, decoded in one batch give what each gives alone."""
     from moonlet.server.batcher import TextOptions
+    from moonlet.server.testing import decode_together
 
     model, batcher = server[1].model, server[1]
     prompt = model.prompts().query(QUESTION)
@@ -110,16 +111,8 @@ def test_constrained_and_free_rows_share_a_batch(server):
     schemas = [SCHEMA, None, {"enum": ["a", "b"]}, SCHEMA]
     alone = [direct(server, {**GREEDY, **({"json_schema": s} if s else {})}) for s in schemas]
 
-    async def together():
-        image = model.encode_image(IMAGE)
-        jobs = [batcher.submit_text(prompt, settings, image=image, options=TextOptions(json_schema=s)) for s in schemas]
-        results = []
-        for job in jobs:
-            while (event := await job.channel.get())[0] != "done":
-                assert event[0] != "error", event
-            results.append(event[1])
-        return results
-
-    results = asyncio.run(together())
+    image = model.encode_image(IMAGE)
+    jobs = [(prompt, settings, image, TextOptions(json_schema=s)) for s in schemas]
+    results = asyncio.run(decode_together(batcher, jobs))
     assert [r.text for r in results] == alone
-    assert max(r.figures.batch_size for r in results) > 1
+    assert [r.figures.batch_size for r in results] == [len(schemas)] * len(schemas)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..modeling.lora import TextAdapter
+from ..modeling.lora import TextAdapter, batch_adapter
 from ..modeling.model import MoondreamModel
 from .kv_cache import KVCache
 from .reasoning import Reasoning, ReasoningStep
@@ -87,6 +87,7 @@ class DecodeRow:
     thinking: bool = False  # in the reasoning phase
     fresh: bool = True  # the next token is its phase's first (nothing masked)
     thoughts: int = 0  # reasoning tokens so far
+    adapter: TextAdapter | None = None  # the batch's updates: every row's own variant (see ``batch_adapter``)
 
     @property
     def masked_ids(self) -> tuple[int, ...]:
@@ -201,7 +202,7 @@ class Engine:
             generator = None
             if request.settings.seed is not None:
                 generator = torch.Generator(device=device).manual_seed(int(request.settings.seed))
-            row = DecodeRow(request, request.prefix.length + len(request.prompt), generator)
+            row = DecodeRow(request, request.prefix.length + len(request.prompt), generator, adapter=adapter)
             row.thinking = request.reasoning is not None
             rows.append(row)
         ids = torch.full((len(requests), width), requests[0].stop_ids[0] if requests[0].stop_ids else 0)
@@ -252,12 +253,12 @@ class Engine:
         The cache holds each request's ``settings.max_tokens`` tokens; rows marked done are fed at
         their last position and their logits mean nothing.
         """
-        return self._decode(ids.to(self.model.device), *self._advance(rows), rows[0].request.adapter)
+        return self._decode(ids.to(self.model.device), *self._advance(rows), rows[0].adapter)
 
     def step_embeddings(self, rows: list[DecodeRow], embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Feed one embedding (B, dim) per row; returns hidden (B, dim) and logits (B, V)."""
         positions, kv_len = self._advance(rows)
-        hidden = self._forward(embeddings[:, None], positions, len(rows), kv_len, rows[0].request.adapter)[:, 0]
+        hidden = self._forward(embeddings[:, None], positions, len(rows), kv_len, rows[0].adapter)[:, 0]
         return hidden, self.model.logits(hidden)
 
     def _select(self, rows: list[DecodeRow], logits: torch.Tensor) -> list[int]:
@@ -357,15 +358,12 @@ class Engine:
 
 
 def check_batch(requests: Sequence[TextRequest]) -> TextAdapter | None:
-    """The batch's one variant; ValueError when rows or their prefixes disagree on it."""
-    adapter = requests[0].adapter
-    name = adapter.name if adapter else None
+    """The batch's updates, each row with its own variant (or none); ValueError when a row's prefix
+    was encoded under another variant than the row's."""
     for request in requests:
         own = request.adapter.name if request.adapter else None
-        if own != name:
-            raise ValueError(f"rows of variants {name!r} and {own!r} cannot share a batch")
         if request.prefix.variant != own:
             raise ValueError(
                 f"the image was encoded with variant {request.prefix.variant!r} but the request uses {own!r}"
             )
-    return adapter
+    return batch_adapter([request.adapter for request in requests])

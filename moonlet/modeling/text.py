@@ -53,7 +53,7 @@ class TextAttention(nn.Module):
         merged = merge_heads(out).to(x.dtype)
         if lora is None:
             return self.proj(merged)
-        return add_update(self.proj(merged), lora.proj, x if lora.proj_reads_block_input else merged)
+        return add_update(add_update(self.proj(merged), lora.proj, merged), lora.proj_from_input, x)
 
 
 class TextBlock(nn.Module):

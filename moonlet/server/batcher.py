@@ -277,11 +277,8 @@ class Batcher:
             if len(rows) >= self.max_batch:
                 break
             job = self._next_waiting(deadline)
-        groups: dict[str | None, list[_Row]] = {}
-        for row in rows:  # one variant per engine run: each group is decoded on its own
-            groups.setdefault(row.job.options.variant, []).append(row)
-        for group in groups.values():
-            self._generate(group)
+        if rows:  # rows of different variants, or none, decode together: each gets its own update
+            self._generate(rows)
         return keep_running
 
     def _run_call(self, job: CallJob) -> None:

@@ -1,4 +1,5 @@
-"""Run an app with uvicorn on a free loopback port in a background thread (tests, notebooks)."""
+"""Run an app with uvicorn on a free loopback port in a background thread (tests, notebooks), and
+queue jobs so that they decode in one batch."""
 
 from __future__ import annotations
 
@@ -32,3 +33,22 @@ def running_server(app, host: str = "127.0.0.1", startup_timeout: float = 30.0) 
         server.should_exit = True
         thread.join(startup_timeout)
         sock.close()
+
+
+async def decode_together(batcher, jobs: list[tuple]) -> list:
+    """Submit text jobs ``(prompt, settings, image, options)`` while the worker is held, so that they
+    are all waiting when it takes its next batch; returns each job's ``TextResult`` in order."""
+    release = threading.Event()
+    held = batcher.call(lambda model: release.wait(60))
+    try:
+        submitted = [batcher.submit_text(p, s, image=i, options=o) for p, s, i, o in jobs]
+    finally:
+        release.set()
+    held.result(timeout=60)
+    results = []
+    for job in submitted:
+        while (event := await job.channel.get())[0] != "done":
+            if event[0] == "error":
+                raise event[1]
+        results.append(event[1])
+    return results

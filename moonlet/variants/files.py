@@ -120,10 +120,10 @@ def read_adapter(path: str | Path, name: str, config: TextConfig) -> TextAdapter
                 f"{path}: block {layer} {target}: A {tuple(a.shape)} and B {tuple(b.shape)} do not fit a "
                 f"{fan_in} → {fan_out} layer (A is (rank, {fan_in}), B is ({fan_out}, rank))"
             )
+        if target == "proj" and official:  # the official files' output update reads the block's input
+            target = "proj_from_input"
         layers[layer][target] = LowRank(a, b, scale)
-    return TextAdapter(
-        name, tuple(LayerAdapter(**found, proj_reads_block_input=official) if found else None for found in layers)
-    )
+    return TextAdapter(name, tuple(LayerAdapter(**found) if found else None for found in layers))
 
 
 def convert_pt(source: str | Path, target: str | Path) -> Path:
