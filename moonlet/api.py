@@ -19,7 +19,7 @@ from .generation.structured import JsonGrammar, TokenConstraint, check_complete
 from .image import ImageInput, load_image, make_crops, to_rgb
 from .modeling.lora import TextAdapter
 from .modeling.model import MoondreamModel
-from .prompts import PromptBuilder, PromptError
+from .prompts import REGION_REVISION, PromptBuilder, PromptError
 from .spatial import parse_spatial_refs, ref_embeddings
 from .tokenizer import Tokenizer
 from .variants import VariantRegistry
@@ -286,7 +286,7 @@ class Moondream:
         if self.model.region is None:
             raise NotImplementedError(
                 f"the {self.config.profile} profile has no region model; "
-                "detect and point need revision 2025-01-09 or later"
+                f"detect and point need revision {REGION_REVISION} or later"
             )
         prompts = self.prompts(tokenizer)
         prompt = prompts.detect(obj) if with_size else prompts.point(obj)

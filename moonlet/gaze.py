@@ -20,6 +20,7 @@ from .generation.engine import EncodedImage, TextRequest
 from .generation.locate import locate
 from .generation.sampling import SamplingSettings, SettingsError
 from .image import load_image, to_rgb
+from .prompts import REGION_REVISION
 from .spatial import SpatialRefError, parse_ref
 
 UNSTABLE_KEYS = ("prioritize_accuracy", "force_detect")
@@ -47,7 +48,10 @@ def detect_gaze(md, image, eye=None, face=None, unstable_settings: Mapping[str, 
     unstable = _checked(unstable_settings, UNSTABLE_KEYS, "unstable_settings")
     chosen = _checked(settings, SETTINGS_KEYS, "settings")
     if md.model.region is None:
-        raise NotImplementedError(f"the {md.config.profile} profile has no region model; detect_gaze needs one")
+        profile = md.config.profile
+        raise NotImplementedError(
+            f"the {profile} profile has no region model; detect_gaze needs revision {REGION_REVISION} or later"
+        )
     seed = chosen.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise SettingsError(f"seed must be an integer, got {seed!r}")

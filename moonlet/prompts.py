@@ -11,6 +11,7 @@ from .tokenizer import Tokenizer
 
 CAPTION_LENGTHS = ("short", "normal", "long")
 GROUNDED_REVISION = "2025-06-21"  # reasoning and spatial refs
+REGION_REVISION = "2025-01-09"  # the region model: detect, point, gaze
 GAZE_BEFORE, GAZE_AFTER = "\n\nPoint:", " gaze\n\n"  # the reference's (GPT-2 era) gaze text, around the eye
 
 

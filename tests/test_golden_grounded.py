@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import GOLDEN_GROUNDED, GOLDEN_MODEL
+from conftest import GOLDEN_2024, GOLDEN_GROUNDED, GOLDEN_MODEL
 
 import moonlet
 from moonlet.gaze import gaze_request, without_outliers
@@ -161,3 +161,30 @@ def test_force_detect_decodes_a_point_where_the_model_would_stop(golden_dir):
     assert model.detect_gaze(path, eye=(0.4, 0.35)) == {"gaze": None}
     forced = model.detect_gaze(path, eye=(0.4, 0.35), unstable_settings={"force_detect": True})["gaze"]
     assert forced is not None and set(forced) == {"x", "y"}
+
+
+def test_transformers_entry_reasons_and_detects_gaze():
+    """The drop-in import gives the 2025-06-21 calls their golden results; older revisions refuse
+    them naming the revision that has them."""
+    from moonlet.transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(GOLDEN_MODEL, revision=None, trust_remote_code=True)
+    raise_bias(model, EXPECTED["lm_head_bias_added"])
+    for image, index in RUNS:
+        path, run, _ = case_run(image, index)
+        args = run["args"]
+        if run["kind"] == "detect_gaze":
+            assert model.detect_gaze(path, eye=tuple(args["eye"])) == {"gaze": run["gaze"]}
+        elif args.get("reasoning"):
+            out = model.query(
+                path, args["question"], reasoning=True, spatial_refs=args.get("spatial_refs"), settings=SETTINGS
+            )
+            assert out["answer"] == run["answer"] and out["reasoning"]["text"] == run["reasoning"]["text"]
+    old = AutoModelForCausalLM.from_pretrained(GOLDEN_2024 / "model", trust_remote_code=True)
+    path = GOLDEN_GROUNDED / "cases" / "astronaut.png"
+    with pytest.raises(PromptError, match="reasoning needs revision 2025-06-21"):
+        old.query(path, "Hi?", reasoning=True)
+    with pytest.raises(PromptError, match="spatial_refs needs revision 2025-06-21"):
+        old.query(path, "Hi?", spatial_refs=[(0.2, 0.3)])
+    with pytest.raises(NotImplementedError, match="detect_gaze needs revision 2025-01-09"):
+        old.detect_gaze(path, eye=(0.5, 0.5))
