@@ -10,11 +10,16 @@ from torch import nn
 
 from moonlet.eval.agreement import answer_agreement, golden_accuracy
 from moonlet.quant import (
+    CpuKind,
+    Fp16Linear,
     Int4Linear,
     Int8Linear,
+    detect_cpu,
     int4_weights,
     int8_weights,
     pack_nibbles,
+    plan_for,
+    quantised_linear,
     quantize_,
     unpack_nibbles,
 )
@@ -54,12 +59,12 @@ def test_int4_weights_and_nibbles_round_trip():
 @pytest.mark.parametrize("kernel", ["dequant", "auto"])
 def test_int8_linear_matches_dequantised_weights(kernel):
     linear = _linear(64, 96)
-    layer = Int8Linear(linear, kernel)
+    layer = Int8Linear.from_linear(linear, kernel)
     q, scale = int8_weights(linear.weight)
     x = torch.randn(2, 5, 64)
     expected = x @ (q.float() * scale[:, None]).t() + linear.bias
     assert layer(x).shape == (2, 5, 96)
-    assert _rel(layer(x), expected) < 1e-5
+    assert _rel(layer(x), expected) < (1e-5 if layer.kernel == "dequant" else 2e-2)  # see KERNEL_CASES
     assert _rel(layer(x), linear(x)) < 2e-2
 
 
@@ -69,50 +74,102 @@ def test_dequant_in_several_blocks(monkeypatch, mode):
     from moonlet.quant import kernels
 
     linear = _linear(128, 80)
-    layer = Int8Linear(linear, "dequant") if mode == "int8" else Int4Linear(linear, 128, "dequant")
+    layer = (
+        Int8Linear.from_linear(linear, "dequant") if mode == "int8" else Int4Linear.from_linear(linear, 128, "dequant")
+    )
     x = torch.randn(7, 128)
     whole = layer(x)
     monkeypatch.setattr(kernels, "DEQUANT_BLOCK", 128 * 16)  # 16 rows per block: 5 blocks
     assert torch.allclose(layer(x), whole, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_int8_pack_kernel_agrees_with_reference(dtype):
-    layer = Int8Linear(_linear(128, 64, dtype), "pack")
-    assert layer.kernel == "pack"
-    x = torch.randn(4, 128).to(dtype)
-    assert _rel(layer.matmul(x), layer.reference(x)) < 1e-2
+# Each kernel against the dequantised reference of the same weights, on small shapes. Tolerances:
+# the packed kernels' bfloat16 activations round to 8 bits (about 4e-3 relative); fbgemm's int8 path
+# quantises the activations to 7 bits per call (measured 5e-3 to 9e-3 here); fp16 weights round to 11 bits.
+KERNEL_CASES = [
+    ("int8", "pack", torch.float32, 1e-2),
+    ("int8", "pack", torch.bfloat16, 1e-2),
+    ("int8", "fbgemm", torch.float32, 2e-2),
+    ("int4", "pack", torch.float32, 1e-2),
+    ("int4", "pack", torch.bfloat16, 1e-2),
+    ("fp16", "fbgemm", torch.float32, 1e-5),
+]
+
+
+def _layer(mode: str, linear: nn.Linear, kernel: str):
+    return quantised_linear(mode, linear.weight.detach(), linear.bias, 128, kernel)
+
+
+@pytest.mark.parametrize(("mode", "kernel", "dtype", "tolerance"), KERNEL_CASES)
+@pytest.mark.parametrize("rows", [1, 5, 33])
+def test_kernels_agree_with_the_dequantised_reference(mode, kernel, dtype, tolerance, rows):
+    linear = _linear(256, 64, dtype)
+    reference, layer = _layer(mode, linear, "dequant"), _layer(mode, linear, kernel)
+    assert reference.kernel == "dequant" and layer.kernel == kernel
+    x = torch.randn(rows, 256).to(dtype)
+    assert layer(x).dtype == dtype and layer(x).shape == (rows, 64)
+    assert _rel(layer(x), reference(x)) < tolerance
+    fp16 = Fp16Linear(linear.weight.detach(), linear.bias, "dequant")
+    assert _rel(fp16(x), linear(x)) < (1e-3 if dtype == torch.float32 else 1e-2)
+
+
+def test_one_copy_of_the_weights_is_kept():
+    linear = _linear(256, 64)
+    assert _layer("int8", linear, "fbgemm").qweight is None
+    packed = _layer("int4", linear, "pack")
+    assert packed.qweight is None and packed.packed is not None
+    assert _layer("fp16", linear, "fbgemm").weight16 is None
 
 
 def test_int8_pack_refused_for_widths_the_kernel_gets_wrong():
     linear = _linear(24, 64, torch.bfloat16)  # K % 16 != 0: the CPU kernel gives garbage there
-    assert Int8Linear(linear, "auto").kernel == "dequant"
-    with pytest.raises(RuntimeError):
-        Int8Linear(linear, "pack")
+    with pytest.raises(RuntimeError, match="no pack Int8Linear kernel"):
+        Int8Linear.from_linear(linear, "pack")
+    with pytest.raises(RuntimeError, match="no pack Int4Linear kernel"):
+        Int4Linear.from_linear(_linear(128, 40, torch.bfloat16), 128, "pack")  # N % 16 != 0
 
 
-def test_auto_kernels_follow_the_dtype():
-    assert Int8Linear(_linear(128, 64), "auto").kernel == "dequant"  # float32: dequant is faster
-    assert Int8Linear(_linear(128, 64, torch.bfloat16), "auto").kernel == "pack"
-    assert Int4Linear(_linear(128, 64), 128, "auto").kernel == "dequant"
-    assert Int4Linear(_linear(128, 64, torch.bfloat16), 128, "auto").kernel == "pack"
-    assert Int4Linear(_linear(128, 40, torch.bfloat16), 128, "auto").kernel == "dequant"  # N % 16 != 0
+AVX2 = CpuKind("x86_64", "AVX2")
+AVX512_BF16 = CpuKind("x86_64", "AVX512", bf16=True, vnni=True)
+NEON = CpuKind("aarch64", "DEFAULT")
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_int4_linear_kernels_agree(dtype):
-    linear = _linear(256, 64, dtype)
-    reference = Int4Linear(linear, 128, "dequant")
-    packed = Int4Linear(linear, 128, "pack")
-    assert packed.kernel == "pack" and packed.qweight is None  # one copy of the weights only
-    x = torch.randn(3, 256).to(dtype)
-    assert _rel(packed(x), reference(x)) < 1e-2
-    assert _rel(reference(x), linear(x)) < 0.2  # 4 bits: about a tenth of a step per weight
+@pytest.mark.parametrize(
+    ("cpu", "dtype", "dense", "int8", "int4"),
+    [
+        (AVX2, "float32", "fp16", "fbgemm", "pack"),
+        (AVX512_BF16, "bfloat16", "dense", "pack", "pack"),
+        (NEON, "float32", "dense", "pack", "pack"),
+        (CpuKind("aarch64", "SVE256", bf16=True), "bfloat16", "dense", "pack", "pack"),
+    ],
+)
+def test_the_plan_follows_the_cpu(cpu, dtype, dense, int8, int4):
+    plan = plan_for(cpu)
+    assert (plan.dtype.value, plan.dense.value, plan.int8.value, plan.int4.value) == (dtype, dense, int8, int4)
+    assert plan.cpu == cpu.describe() and all(choice["why"] for key, choice in plan.as_dict().items() if key != "cpu")
+    assert plan_for(cpu, "cuda").dtype.value == "bfloat16"
+
+
+@pytest.mark.parametrize("cpu", [AVX2, AVX512_BF16, NEON])
+def test_auto_takes_the_plan_of_the_cpu(monkeypatch, cpu):
+    from moonlet.quant import dispatch
+
+    monkeypatch.setattr(dispatch, "detect_cpu", lambda: cpu)
+    expected = plan_for(cpu)
+    linear = _linear(256, 64)
+    assert _layer("int8", linear, "auto").kernel == expected.int8.value
+    assert _layer("int4", linear, "auto").kernel == expected.int4.value
+
+
+def test_this_cpu_is_detected():
+    cpu = detect_cpu()
+    assert cpu.capability == torch.backends.cpu.get_cpu_capability() and cpu.arch
+    assert plan_for().cpu == cpu.describe()
 
 
 def test_int4_needs_whole_groups():
     with pytest.raises(ValueError, match="group size"):
-        Int4Linear(_linear(100, 16), 128)
+        Int4Linear.from_linear(_linear(100, 16), 128)
 
 
 def test_quantize_replaces_text_linears_and_reports():
@@ -141,24 +198,28 @@ def golden_cases_dir():
 CHEAP = ("chelsea.png", "tiny_scene.png")
 
 
-def _check_int8(rows: list[dict]) -> None:
+def _check_int8(rows: list[dict], greedy: bool) -> None:
     for row in rows:
         assert row["rel_max_err"] < INT8_LOGIT_BOUND, row
         assert row["top1_same"], row
-        assert row["greedy_same"], row  # all 12 greedy tokens agree
+        assert row["greedy_same"] or not greedy, row  # all 12 greedy tokens agree
 
 
-def test_int8_golden_logits_and_greedy_answers(golden_cases_dir):
-    rows = golden_accuracy(GOLDEN / "model", golden_cases_dir, "int8", only=CHEAP)
+# Weight-only int8 (dequant, pack) keeps every greedy token of this random model; fbgemm's 7-bit
+# activations (the AVX2 plan) keep the first token (relative error 0.020 on both cases) but not all
+# 12 of its small-margin greedy tokens. Real answers: docs/benchmarks.md's agreement figures.
+@pytest.mark.parametrize(("kernel", "greedy"), [("dequant", True), ("auto", False)])
+def test_int8_golden_logits_and_greedy_answers(golden_cases_dir, kernel, greedy):
+    rows = golden_accuracy(GOLDEN / "model", golden_cases_dir, "int8", only=CHEAP, kernel=kernel)
     assert len(rows) == 2
-    _check_int8(rows)
+    _check_int8(rows, greedy)
 
 
 @pytest.mark.slow
 def test_int8_golden_all_cases(golden_cases_dir):
-    rows = golden_accuracy(GOLDEN / "model", golden_cases_dir, "int8")
+    rows = golden_accuracy(GOLDEN / "model", golden_cases_dir, "int8", kernel="dequant")
     assert len(rows) >= 4
-    _check_int8(rows)
+    _check_int8(rows, greedy=True)
 
 
 @pytest.mark.slow

@@ -27,11 +27,11 @@ def kernel_timings(
     variants = {"dense": dense}
     for kernel in ("pack", "dequant"):
         try:
-            variants[f"int8_{kernel}"] = [Int8Linear(layer, kernel) for layer in dense]
+            variants[f"int8_{kernel}"] = [Int8Linear.from_linear(layer, kernel) for layer in dense]
         except RuntimeError:
             pass
         try:
-            variants[f"int4_{kernel}"] = [Int4Linear(layer, 128, kernel) for layer in dense]
+            variants[f"int4_{kernel}"] = [Int4Linear.from_linear(layer, 128, kernel) for layer in dense]
         except RuntimeError:
             pass
     result = {}

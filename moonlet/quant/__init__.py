@@ -1,14 +1,17 @@
 """Weight-only quantisation: swap ``nn.Linear`` layers for int8 or int4 versions after loading.
 
 - ``kernels``: the quantised layers (``Int8Linear``, ``Int4Linear``) and their kernels;
-- ``quantize``: ``quantize_`` a model's parts in place, ``tensor_bytes``, ``release_freed_memory``.
+- ``quantize``: ``quantize_`` a model's parts in place, ``tensor_bytes``, ``release_freed_memory``;
+- ``dispatch``: what this CPU is (``detect_cpu``) and the dtype and kernels it runs fastest (``plan_for``).
 
 How much a mode costs in answers is measured by ``python -m moonlet.eval.agreement``
 (docs/benchmarks.md).
 """
 
+from .dispatch import CpuKind, KernelPlan, detect_cpu, plan_for
 from .kernels import (
     KERNELS,
+    Fp16Linear,
     Int4Linear,
     Int8Linear,
     QuantLinear,
@@ -17,10 +20,27 @@ from .kernels import (
     pack_nibbles,
     unpack_nibbles,
 )
-from .quantize import MODES, PARTS, quantize_, release_freed_memory, tensor_bytes
+from .quantize import (
+    MODES,
+    PARTS,
+    WEIGHT_FORMATS,
+    keeps_float,
+    quantised_linear,
+    quantize_,
+    release_freed_memory,
+    tensor_bytes,
+)
 
 __all__ = [
     "KERNELS",
+    "WEIGHT_FORMATS",
+    "CpuKind",
+    "Fp16Linear",
+    "KernelPlan",
+    "detect_cpu",
+    "keeps_float",
+    "plan_for",
+    "quantised_linear",
     "MODES",
     "PARTS",
     "Int4Linear",

@@ -1,35 +1,39 @@
-"""The quantised layers: ``nn.Linear`` replacements holding int8 or int4 weights.
+"""The quantised layers: ``nn.Linear`` replacements holding fp16, int8 or int4 weights.
 
+- ``fp16``: float16 weights (exact for a bfloat16 checkpoint's values in float16's range), sums in
+  float32: half the bytes of float32 at about float32's answers.
 - ``int8``: one symmetric scale per output channel, ``w ≈ q · s`` with q in [-127, 127].
 - ``int4``: asymmetric groups of ``group_size`` input channels, ``w ≈ (q − 8) · s + z`` with
   q in [0, 15] (the convention of PyTorch's tinygemm int4 kernels).
 
-Activations stay in the model's dtype. Each layer picks a kernel when it is built, on the
-device its weight lives on, and checks it once against the plain dequantised reference:
+Each layer takes a kernel when it is built, on the device its weight lives on, and checks it once
+against the plain dequantised reference (``dequant``: blocks of rows converted back to the
+activation dtype and multiplied):
 
-- int8 ``pack``: ``torch._weight_int8pack_mm``; ``dequant``: convert blocks of rows back to
-  the activation dtype and multiply.
-- int4 ``pack``: ``torch._weight_int4pack_mm_for_cpu`` on CPU, ``torch._weight_int4pack_mm``
-  on CUDA (bf16 only); ``dequant``: unpack nibbles in blocks of rows and multiply.
+- ``fbgemm`` (x86): fp16 through ``quantized.linear_dynamic_fp16``; int8 through fbgemm's dynamic
+  quantisation (activations quantised per call; 7-bit on CPUs without VNNI, whose 16-bit sums
+  would saturate otherwise).
+- ``pack``: int8 ``torch._weight_int8pack_mm`` and int4 ``torch._weight_int4pack_mm_for_cpu`` (CUDA:
+  ``torch._weight_int4pack_mm``), with bfloat16 activations on CPU: float32 ones are 6-15x slower.
+- ``auto``: what ``moonlet.quant.dispatch`` plans for this CPU (docs/benchmarks.md).
 
-``auto`` follows the CPU measurements in docs/benchmarks.md: the packed kernels for bf16/fp16
-activations (int8 only up to ``INT8_PACK_MAX_ROWS`` rows, then dequant), dequant for float32,
-where the packed kernels are several times slower than even the dense matmul.
-
-A ``pack`` layer cannot move to another device once built: quantise a model on its final device
-(``moonlet.quant.quantize_``).
+A packed layer cannot move to another device once built: quantise a model on its final device.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
-KERNELS = ("auto", "pack", "dequant")
+from .dispatch import detect_cpu, fbgemm_available, plan_for
+
+KERNELS = ("auto", "pack", "fbgemm", "dequant")
 DEQUANT_BLOCK = 1 << 20  # weight elements converted at a time by the dequant kernels
 INT8_PACK_MAX_ROWS = 8  # above this many activation rows the dequant kernel is faster (docs/benchmarks.md)
 INT4_INNER_K_TILES = 8
-CHECK_TOLERANCE = 2e-2  # relative difference a packed kernel may show against the reference
+CHECK_TOLERANCE = 2e-2  # relative difference a kernel may show against the reference
 
 
 def _kernel_ok(reference: torch.Tensor, candidate: torch.Tensor) -> bool:
@@ -47,19 +51,33 @@ def _blocked_matmul(x: torch.Tensor, rows: int, weight_block) -> torch.Tensor:
     return out
 
 
+def _cpu_activations(x: torch.Tensor) -> torch.Tensor:
+    """The packed CPU kernels' fast activation dtype: bfloat16 (from float32 or float16)."""
+    return x.to(torch.bfloat16) if x.device.type == "cpu" else x
+
+
 class QuantLinear(nn.Module):
-    """Common part: shapes, bias, flattening of leading dimensions, kernel choice."""
+    """Common part: shapes, bias, flattening of leading dimensions, kernel choice.
+
+    Built from a weight (out, in) and an optional bias; ``from_linear`` takes an ``nn.Linear``.
+    """
 
     kernel: str
+    mode: str  # the key of this kind in the kernel plan (``auto``'s source)
 
-    def __init__(self, in_features: int, out_features: int, bias: torch.Tensor | None):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
         super().__init__()
-        self.in_features, self.out_features = in_features, out_features
+        self.out_features, self.in_features = weight.shape
+        self.built_on = weight.device
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, *args, **kwargs) -> QuantLinear:
+        return cls(linear.weight.detach(), linear.bias, *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features)
-        y = self.matmul(flat)
+        y = self.matmul(flat).to(x.dtype)
         if self.bias is not None:
             y = y + self.bias.to(y.dtype)
         return y.reshape(*x.shape[:-1], self.out_features)
@@ -70,46 +88,106 @@ class QuantLinear(nn.Module):
     def reference(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def weight_bytes(self) -> int:
+        """Bytes the weights take in the chosen kernel's form (packed objects included)."""
+        raise NotImplementedError
+
     def _choose(self, kernel: str, dtype: torch.dtype) -> None:
-        """Use ``pack`` if asked for (or ``auto``) and it runs and agrees with the reference."""
+        """Take ``kernel`` (``auto``: the plan's) if it runs and agrees with the reference, else dequant."""
         if kernel not in KERNELS:
             raise ValueError(f"unknown kernel {kernel!r}; use one of {KERNELS}")
+        asked = kernel
+        if kernel == "auto":
+            kernel = self._auto_kernel()
         self.kernel = "dequant"
-        if kernel == "pack" and not self._pack_supported(dtype):
-            raise RuntimeError(f"no packed {type(self).__name__} kernel for {dtype} on this device")
-        if kernel == "dequant" or (kernel == "auto" and not self._pack_preferred(dtype)):
+        if kernel == "dequant" or not self._supported(kernel, dtype):
+            if asked != "auto" and kernel != "dequant":
+                raise RuntimeError(f"no {kernel} {type(self).__name__} kernel for {dtype} on this device")
             return
         probe = torch.randn(3, self.in_features, generator=torch.Generator().manual_seed(0)).to(self._device, dtype)
+        expected = self.reference(probe)
         try:
-            self._pack()
-            self.kernel = "pack"
-            ok = _kernel_ok(self.reference(probe), self.matmul(probe))
+            self._prepare(kernel)
+            self.kernel = kernel
+            ok = _kernel_ok(expected, self.matmul(probe))
         except (RuntimeError, NotImplementedError):
             ok = False
         if not ok:
             self.kernel = "dequant"
-            self._unpack()
-            if kernel == "pack":
-                raise RuntimeError(f"the packed {type(self).__name__} kernel failed its check for {dtype}")
+            self._release()
+            if asked != "auto":
+                raise RuntimeError(f"the {kernel} {type(self).__name__} kernel failed its check for {dtype}")
+        else:
+            self._drop_source()
 
     @property
     def _device(self) -> torch.device:
-        raise NotImplementedError
+        return self.built_on
 
-    def _pack_supported(self, dtype: torch.dtype) -> bool:
+    def _auto_kernel(self) -> str:
+        return getattr(plan_for(device=self._device), self.mode).value
+
+    def _supported(self, kernel: str, dtype: torch.dtype) -> bool:
         return False
 
-    def _pack_preferred(self, dtype: torch.dtype) -> bool:
-        return self._pack_supported(dtype) and dtype in (torch.bfloat16, torch.float16)
+    def _prepare(self, kernel: str) -> None:
+        """Build the kernel's own copy of the weights."""
 
-    def _pack(self) -> None:
-        pass
+    def _release(self) -> None:
+        """Drop the kernel's copy (its check failed)."""
 
-    def _unpack(self) -> None:
-        pass
+    def _drop_source(self) -> None:
+        """Drop the reference copy once the kernel holds its own (one copy in memory)."""
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, kernel={self.kernel}"
+
+
+def _quantized_tensor(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """A per-channel qint8 tensor for fbgemm's prepack (its creation functions warn of deprecation)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        zeros = torch.zeros(q.shape[0], dtype=torch.long)
+        return torch._make_per_channel_quantized_tensor(q, scale.double(), zeros, 0)
+
+
+# --- fp16 ---------------------------------------------------------------------------------
+
+
+class Fp16Linear(QuantLinear):
+    """y = x @ w16.T + b, float16 weights, sums in float32."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, kernel: str = "auto"):
+        super().__init__(weight, bias)
+        self.register_buffer("weight16", weight.detach().to(torch.float16).contiguous())
+        self.packed = None
+        self._choose(kernel, weight.dtype)
+
+    def _auto_kernel(self) -> str:
+        return "fbgemm"
+
+    def _supported(self, kernel: str, dtype: torch.dtype) -> bool:
+        return kernel == "fbgemm" and self._device.type == "cpu" and fbgemm_available()
+
+    def _prepare(self, kernel: str) -> None:
+        self.packed = torch.ops.quantized.linear_prepack_fp16(self.weight16.float(), None)
+
+    def _release(self) -> None:
+        self.packed = None
+
+    def _drop_source(self) -> None:
+        self.weight16 = None
+
+    def reference(self, x: torch.Tensor) -> torch.Tensor:
+        return _blocked_matmul(x, self.out_features, lambda a, b: self.weight16[a:b].to(x.dtype))
+
+    def matmul(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kernel == "fbgemm":
+            return torch.ops.quantized.linear_dynamic_fp16(x.float(), self.packed)
+        return self.reference(x)
+
+    def weight_bytes(self) -> int:
+        return 2 * self.in_features * self.out_features
 
 
 # --- int8 ---------------------------------------------------------------------------------
@@ -126,24 +204,38 @@ def int8_weights(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class Int8Linear(QuantLinear):
     """y = (x @ q.T) · s + b, one scale per output channel."""
 
-    def __init__(self, linear: nn.Linear, kernel: str = "auto"):
-        super().__init__(linear.in_features, linear.out_features, linear.bias)
-        q, scale = int8_weights(linear.weight)
+    mode = "int8"
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, kernel: str = "auto"):
+        super().__init__(weight, bias)
+        q, scale = int8_weights(weight)
         self.register_buffer("qweight", q)
         self.register_buffer("scale", scale)  # float32: rounding the scales would add error
-        self._choose(kernel, linear.weight.dtype)
+        self.packed = None
+        self._choose(kernel, weight.dtype)
 
-    @property
-    def _device(self) -> torch.device:
-        return self.qweight.device
-
-    def _pack_supported(self, dtype: torch.dtype) -> bool:
+    def _supported(self, kernel: str, dtype: torch.dtype) -> bool:
+        if kernel == "fbgemm":
+            return self._device.type == "cpu" and fbgemm_available()
         # K % 16: the CPU kernel returns garbage or crashes for other widths (torch 2.13)
         return (
-            hasattr(torch, "_weight_int8pack_mm")
+            kernel == "pack"
+            and hasattr(torch, "_weight_int8pack_mm")
             and dtype in (torch.float32, torch.bfloat16, torch.float16)
             and self.in_features % 16 == 0
         )
+
+    def _prepare(self, kernel: str) -> None:
+        if kernel == "fbgemm":
+            self.packed = torch.ops.quantized.linear_prepack(_quantized_tensor(self.qweight, self.scale), None)
+            self.reduce_range = not detect_cpu().vnni  # 7-bit activations where 16-bit sums could saturate
+
+    def _release(self) -> None:
+        self.packed = None
+
+    def _drop_source(self) -> None:
+        if self.kernel == "fbgemm":  # fbgemm holds its own int8 copy
+            self.qweight = None
 
     def reference(self, x: torch.Tensor) -> torch.Tensor:
         def weight_rows(start: int, stop: int) -> torch.Tensor:
@@ -152,9 +244,15 @@ class Int8Linear(QuantLinear):
         return _blocked_matmul(x, self.out_features, weight_rows) * self.scale.to(x.dtype)
 
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kernel == "fbgemm":
+            return torch.ops.quantized.linear_dynamic(x.float(), self.packed, self.reduce_range)
         if self.kernel == "pack" and x.shape[0] <= INT8_PACK_MAX_ROWS:
-            return torch._weight_int8pack_mm(x, self.qweight, self.scale.to(x.dtype))
+            fast = _cpu_activations(x)
+            return torch._weight_int8pack_mm(fast, self.qweight, self.scale.to(fast.dtype))
         return self.reference(x)
+
+    def weight_bytes(self) -> int:
+        return self.in_features * self.out_features + 4 * self.out_features
 
 
 # --- int4 ---------------------------------------------------------------------------------
@@ -184,25 +282,26 @@ def unpack_nibbles(packed: torch.Tensor) -> torch.Tensor:
 class Int4Linear(QuantLinear):
     """y = x @ ((q − 8) · s + z).T + b with per-group scales s and offsets z."""
 
-    def __init__(self, linear: nn.Linear, group_size: int = 128, kernel: str = "auto"):
-        super().__init__(linear.in_features, linear.out_features, linear.bias)
-        if linear.in_features % group_size:
-            raise ValueError(f"in_features {linear.in_features} is not a multiple of the group size {group_size}")
+    mode = "int4"
+
+    def __init__(
+        self, weight: torch.Tensor, bias: torch.Tensor | None = None, group_size: int = 128, kernel: str = "auto"
+    ):
+        super().__init__(weight, bias)
+        if self.in_features % group_size:
+            raise ValueError(f"in_features {self.in_features} is not a multiple of the group size {group_size}")
         self.group_size = group_size
-        q, scale, zero = int4_weights(linear.weight, group_size)
+        q, scale, zero = int4_weights(weight, group_size)
         self.register_buffer("qweight", pack_nibbles(q))  # (N, K/2) uint8
-        dtype = linear.weight.dtype
-        self.register_buffer("scale", scale.to(dtype))
-        self.register_buffer("zero", zero.to(dtype))
+        self.register_buffer("scale", scale.to(weight.dtype))
+        self.register_buffer("zero", zero.to(weight.dtype))
         self.register_buffer("packed", None)
         self.register_buffer("scale_zero", None)
-        self._choose(kernel, dtype)
+        self._choose(kernel, weight.dtype)
 
-    @property
-    def _device(self) -> torch.device:
-        return self.scale.device
-
-    def _pack_supported(self, dtype: torch.dtype) -> bool:
+    def _supported(self, kernel: str, dtype: torch.dtype) -> bool:
+        if kernel != "pack":
+            return False
         k_tile = 16 * INT4_INNER_K_TILES
         if self._device.type == "cuda":
             return (
@@ -216,22 +315,21 @@ class Int4Linear(QuantLinear):
             self._device.type == "cpu" and hasattr(torch, "_weight_int4pack_mm_for_cpu") and self.out_features % 16 == 0
         )
 
-    def _pack(self) -> None:
+    def _prepare(self, kernel: str) -> None:
         if self._device.type == "cuda":
             self.packed = torch._convert_weight_to_int4pack(self.qweight, INT4_INNER_K_TILES)
         else:
             q = unpack_nibbles(self.qweight).to(torch.int32)
             self.packed = torch._convert_weight_to_int4pack_for_cpu(q, INT4_INNER_K_TILES)
-        # (K / group, N, 2): [scale, zero] per group and output channel
-        self.scale_zero = torch.stack((self.scale, self.zero), dim=-1).transpose(0, 1).contiguous()
+        # (K / group, N, 2): [scale, zero] per group and output channel, in the kernel's activation dtype
+        scale_zero = torch.stack((self.scale, self.zero), dim=-1).transpose(0, 1).contiguous()
+        self.scale_zero = scale_zero.to(torch.bfloat16) if self._device.type == "cpu" else scale_zero
 
-    def _unpack(self) -> None:
+    def _release(self) -> None:
         self.packed = self.scale_zero = None
 
-    def _choose(self, kernel: str, dtype: torch.dtype) -> None:
-        super()._choose(kernel, dtype)
-        if self.kernel == "pack":  # the packed copy replaces the nibbles: keep one copy only
-            self.qweight = None
+    def _drop_source(self) -> None:
+        self.qweight = None  # the packed copy replaces the nibbles
 
     def _weight_block(self, start: int, stop: int, dtype: torch.dtype) -> torch.Tensor:
         q = unpack_nibbles(self.qweight[start:stop]).to(dtype)
@@ -246,7 +344,11 @@ class Int4Linear(QuantLinear):
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
         if self.kernel != "pack":
             return self.reference(x)
-        sz = self.scale_zero.to(x.dtype)
         if x.device.type == "cuda":
-            return torch._weight_int4pack_mm(x, self.packed, self.group_size, sz)
-        return torch._weight_int4pack_mm_for_cpu(x.contiguous(), self.packed, self.group_size, sz)
+            return torch._weight_int4pack_mm(x, self.packed, self.group_size, self.scale_zero.to(x.dtype))
+        fast = _cpu_activations(x).contiguous()
+        return torch._weight_int4pack_mm_for_cpu(fast, self.packed, self.group_size, self.scale_zero)
+
+    def weight_bytes(self) -> int:
+        groups = self.in_features // self.group_size
+        return self.in_features * self.out_features // 2 + 2 * groups * self.out_features * self.scale.element_size()

@@ -12,9 +12,10 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from .kernels import Int4Linear, Int8Linear
+from .kernels import Fp16Linear, Int4Linear, Int8Linear, QuantLinear
 
 MODES = ("int8", "int4")
+WEIGHT_FORMATS = ("fp16", *MODES)  # fp16: float16 weights, not a quantisation (see kernels)
 PARTS = ("text", "vision", "region")
 
 
@@ -24,9 +25,28 @@ def _target(model) -> nn.Module:
 
 
 def tensor_bytes(module: nn.Module) -> int:
-    """Bytes of all parameters and buffers (packed weights included)."""
-    tensors = list(module.parameters()) + [b for b in module.buffers() if b is not None]
-    return sum(t.numel() * t.element_size() for t in tensors)
+    """Bytes of all parameters and buffers, quantised layers' weights in their kernel's form."""
+    quantised = [m for m in module.modules() if isinstance(m, QuantLinear)]
+    inside = {id(t) for m in quantised for t in m.buffers()}
+    tensors = [t for t in list(module.parameters()) + list(module.buffers()) if t is not None and id(t) not in inside]
+    bias = sum(m.bias.numel() * m.bias.element_size() for m in quantised if m.bias is not None)
+    return sum(t.numel() * t.element_size() for t in tensors) + sum(m.weight_bytes() for m in quantised) + bias
+
+
+def quantised_linear(mode: str, weight: torch.Tensor, bias: torch.Tensor | None, group_size: int, kernel: str):
+    """The layer of ``mode`` (``WEIGHT_FORMATS``) for one linear layer's weight (out, in) and bias."""
+    if mode == "int8":
+        return Int8Linear(weight, bias, kernel)
+    if mode == "int4":
+        return Int4Linear(weight, bias, group_size, kernel)
+    if mode == "fp16":
+        return Fp16Linear(weight, bias, kernel)
+    raise ValueError(f"unknown weight format {mode!r}; use one of {WEIGHT_FORMATS}")
+
+
+def keeps_float(mode: str, in_features: int, group_size: int) -> bool:
+    """Whether a layer of this input width stays in floating point (int4 needs whole groups)."""
+    return mode == "int4" and in_features % group_size != 0
 
 
 def release_freed_memory() -> None:
@@ -53,8 +73,8 @@ def quantize_(
     Encoded images cached before the call keep their old keys and values: quantise right
     after loading.
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown quantisation mode {mode!r}; use one of {MODES}")
+    if mode not in WEIGHT_FORMATS:
+        raise ValueError(f"unknown quantisation mode {mode!r}; use one of {MODES} (or fp16 weights)")
     net = _target(model)
     include = tuple(include)
     unknown = set(include) - set(PARTS)
@@ -71,11 +91,11 @@ def quantize_(
                 if type(child) is not nn.Linear:
                     continue
                 full = f"{part}.{name + '.' if name else ''}{child_name}"
-                if mode == "int4" and child.in_features % group_size:
+                if keeps_float(mode, child.in_features, group_size):
                     skipped.append(full)
                     continue
                 with torch.no_grad():
-                    new = Int8Linear(child, kernel) if mode == "int8" else Int4Linear(child, group_size, kernel)
+                    new = quantised_linear(mode, child.weight.detach(), child.bias, group_size, kernel)
                 setattr(module, child_name, new)
                 replaced.append(full)
                 kernels[new.kernel] = kernels.get(new.kernel, 0) + 1
