@@ -14,11 +14,13 @@ from pathlib import Path
 from .cli_args import (
     add_image_argument,
     add_model_arguments,
+    add_quant_arguments,
     add_sampling_arguments,
     add_schema_argument,
     add_variant_arguments,
     numbers,
     option_settings,
+    quant_choice,
     sampling_settings,
 )
 
@@ -61,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_variant_arguments(p)
     add_schema_argument(p)
     add_model_arguments(p)
+    add_quant_arguments(p)
 
     p = sub.add_parser("query", help="answer a question about an image")
     add_image_argument(p)
@@ -75,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_variant_arguments(p)
     add_schema_argument(p)
     add_model_arguments(p)
+    add_quant_arguments(p)
 
     for name, what in (("detect", "bounding boxes"), ("point", "points")):
         p = sub.add_parser(name, help=f"find {what} of an object")
@@ -85,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print the result as JSON")
         add_variant_arguments(p)
         add_model_arguments(p)
+        add_quant_arguments(p)
 
     p = sub.add_parser("gaze", help="where a person looks, from an eye's position (experimental)")
     add_image_argument(p)
@@ -96,9 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write the image with the eye and gaze drawn on it (PNG)")
     add_variant_arguments(p)
     add_model_arguments(p)
+    add_quant_arguments(p)
 
     p = sub.add_parser("info", help="model, profile, parameters, device")
     add_model_arguments(p)
+    add_quant_arguments(p)
 
     p = sub.add_parser(
         "batch", help="caption, query, detect or point every image of a folder, glob or manifest (resumable)"
@@ -127,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_ray_batch_args(p)
     add_model_arguments(p)
+    add_quant_arguments(p)
 
     p = sub.add_parser("download", help="fetch a model's safetensors and JSON files into the Hugging Face cache")
     p.add_argument("model", help="hub id, e.g. vikhyatk/moondream2")
@@ -166,6 +174,9 @@ def _print_text(result, key: str, stream: bool, as_json: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     import moonlet
 
+    from .quant import plan_for, tensor_bytes
+    from .quant.formats import weight_formats
+
     if args.command in DELEGATED:
         module, (_, runner) = DELEGATED[args.command]
         return getattr(importlib.import_module(module), runner)(args)
@@ -178,9 +189,22 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "batch" and args.ray:
         from .scale.cli import run_ray_batch
 
+        if quant_choice(args):
+            print(
+                "moonlet: error: --quant is not supported with --ray (each worker loads the model itself)",
+                file=sys.stderr,
+            )
+            return 2
         return run_ray_batch(args)  # each worker loads the model itself
     allow = getattr(args, "allow_network", False)
-    model = moonlet.load(args.model, revision=args.revision, device=args.device, dtype=args.dtype, allow_network=allow)
+    model = moonlet.load(
+        args.model,
+        revision=args.revision,
+        device=args.device,
+        dtype=args.dtype,
+        allow_network=allow,
+        **quant_choice(args),
+    )
     if args.command == "info":
         info = {
             "model": model.name,
@@ -188,7 +212,9 @@ def run(args: argparse.Namespace) -> int:
             "parameters": model.model.num_parameters(),
             "device": str(model.model.device),
             "dtype": str(model.model.dtype).removeprefix("torch."),
-            "weights_bytes": sum(p.numel() * p.element_size() for p in model.model.parameters()),
+            "weights_bytes": tensor_bytes(model.model),
+            "weight_formats": weight_formats(model.model),
+            "kernel_plan": plan_for(device=model.model.device).as_dict(),
             "peak_rss_bytes": _peak_rss(),
         }
         print(json.dumps(info, indent=1))

@@ -19,6 +19,29 @@ def add_model_arguments(parser, model_help: str = MODEL_HELP) -> None:
     parser.add_argument("--dtype", help="float32, bfloat16 or float16 (default: bf16 on GPU, float32 on CPU)")
 
 
+def add_quant_arguments(parser) -> None:
+    """``--quant --quant-parts``: int8 / int4 weights, quantised while loading (``moonlet.load(quant=...)``)."""
+    parser.add_argument("--quant", choices=["none", "int8", "int4"], default="none", help="quantise weights")
+    parser.add_argument(
+        "--quant-parts", type=parts_list, default=("text",), help="parts to quantise: text,vision,region"
+    )
+
+
+def parts_list(text: str) -> tuple[str, ...]:
+    """argparse type: comma-separated model parts."""
+    parts = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = set(parts) - {"text", "vision", "region"}
+    if not parts or unknown:
+        raise argparse.ArgumentTypeError(f"parts are text, vision and region, comma-separated; got {text!r}")
+    return parts
+
+
+def quant_choice(args: argparse.Namespace) -> dict:
+    """``moonlet.load`` keywords from ``--quant --quant-parts``."""
+    quant = getattr(args, "quant", "none")
+    return {} if quant in (None, "none") else {"quant": quant, "quant_parts": args.quant_parts}
+
+
 def add_sampling_arguments(parser) -> None:
     """``--max-tokens --temperature --top-p --seed``; read back with :func:`sampling_settings`."""
     parser.add_argument("--max-tokens", type=positive_int, help="most tokens to generate (profile default: 768)")

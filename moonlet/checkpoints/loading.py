@@ -17,6 +17,8 @@ import torch
 from ..config import ConfigError, MoondreamConfig
 from ..modeling.model import MoondreamModel
 from ..profiles import DEFAULT_PROFILE, profile_for_revision
+from ..quant.dispatch import KernelPlan, plan_for
+from ..quant.formats import QuantisingReader, linear_targets, load_formats
 from ..tokenizer import Tokenizer
 from .config_json import config_from_json
 from .weights import WeightsError, checkpoint_files, read_checkpoint, refuse_pickle
@@ -65,9 +67,13 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def default_dtype(config: MoondreamConfig, device: torch.device) -> torch.dtype:
-    """The checkpoint's dtype on GPU; float32 on CPU, where half precision is slow and lossy."""
-    return DTYPES[config.dtype] if device.type == "cuda" else torch.float32
+def default_dtype(config: MoondreamConfig, device: torch.device, plan: KernelPlan | None = None) -> torch.dtype:
+    """The checkpoint's dtype on GPU. On CPU: bfloat16 where the CPU computes it natively and the
+    checkpoint stores it; float32 otherwise (half precision is slow there, or would narrow the weights)."""
+    if device.type == "cuda":
+        return DTYPES[config.dtype]
+    plan = plan or plan_for(device=device)
+    return torch.bfloat16 if plan.dtype.value == "bfloat16" and config.dtype == "bfloat16" else torch.float32
 
 
 def is_hub_id(name: str) -> bool:
@@ -145,15 +151,20 @@ def build_model(
     weights: list[Path],
     device: torch.device,
     dtype: torch.dtype,
+    formats: dict[str, str] | None = None,
+    group_size: int = 128,
 ) -> MoondreamModel:
-    """Build the module tree without allocating, then assign the checkpoint's tensors."""
+    """Build the module tree without allocating, then assign the checkpoint's tensors; the linear
+    layers of the parts in ``formats`` (part → fp16 / int8 / int4) are built quantised as they are read."""
     with torch.device("meta"):
         model = MoondreamModel(config)
     expected = {name: p.shape for name, p in model.named_parameters()}
     # a revision without a region model ignores region tensors its checkpoint may carry
     skip = () if config.region.enabled else ("region_model.", "model.region.")
-    state = read_checkpoint(weights, expected, device=device, dtype=dtype, skip_prefixes=skip)
-    model.load_state_dict(state, strict=True, assign=True)
+    reader = QuantisingReader(linear_targets(model, formats or {}, group_size), group_size)
+    state = read_checkpoint(weights, expected, device=device, dtype=dtype, skip_prefixes=skip, consume=reader)
+    reader.install(model, state)
+    model.load_state_dict(state, strict=not reader.targets, assign=True)  # read_checkpoint checked every name
     model.init_buffers(device)
     return model.eval().requires_grad_(False)
 
@@ -164,13 +175,20 @@ def load_model(
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
     config: MoondreamConfig | dict | None = None,
+    quant: str | None = None,
+    quant_parts=("text",),
 ) -> tuple[MoondreamModel, Tokenizer | None, ResolvedCheckpoint]:
+    """The model, its tokenizer and where they came from. The dtype and kernels follow the CPU's
+    plan (``moonlet.quant.dispatch``) unless ``dtype`` is given; ``quant`` (int8 / int4) quantises
+    ``quant_parts`` tensor by tensor as they are read."""
     resolved = resolve(model, revision)
     model_config = read_config(resolved, config)
     device = torch.device(device) if device is not None else default_device()
-    dtype = parse_dtype(dtype, default_dtype(model_config, device))
+    plan = plan_for(device=device)
+    formats = load_formats(plan, model_config.dtype, dtype is not None, quant, quant_parts)
+    dtype = parse_dtype(dtype, default_dtype(model_config, device, plan))
     try:
-        net = build_model(model_config, resolved.weights, device, dtype)
+        net = build_model(model_config, resolved.weights, device, dtype, formats)
     except WeightsError as exc:
         raise WeightsError(
             f"{exc}\n  (config: {resolved.config_file or 'given'}, profile {model_config.profile})"

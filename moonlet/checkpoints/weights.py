@@ -9,7 +9,7 @@ the two Fourier frequency matrices transposed.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import torch
@@ -109,6 +109,7 @@ def read_checkpoint(
     device: torch.device | str = "cpu",
     dtype: torch.dtype | None = None,
     skip_prefixes: tuple[str, ...] = (),
+    consume: Callable[[str, torch.Tensor], bool] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Read tensors into our names, checked against ``expected`` shapes (strict).
 
@@ -116,9 +117,12 @@ def read_checkpoint(
     config leaves out (the unused early region model of 2024-08-26) and are not read.
 
     Each tensor is read from the memory-mapped file and converted to ``device``/``dtype`` before
-    the next is read, so at most one extra tensor exists besides the result.
+    the next is read, so at most one extra tensor exists besides the result. ``consume(name,
+    tensor)``, when given, sees each checked tensor first; one it returns True for is its own (e.g.
+    quantised on the spot) and is left out of the result.
     """
     state: dict[str, torch.Tensor] = {}
+    consumed: set[str] = set()
     unexpected: list[str] = []
     mis_shaped: list[str] = []
     bad_dtype: list[str] = []
@@ -148,8 +152,13 @@ def read_checkpoint(
                 if tensor.shape != expected[target]:
                     mis_shaped.append(f"{name}: file {tuple(tensor.shape)} vs model {tuple(expected[target])}")
                     continue
-                state[target] = tensor.to(device=device, dtype=dtype or tensor.dtype).contiguous()
-    missing = sorted(set(expected) - set(state) - {_strip(n) for n in mis_shaped + bad_dtype})
+                tensor = tensor.to(device=device, dtype=dtype or tensor.dtype).contiguous()
+                if consume is not None and consume(target, tensor):
+                    consumed.add(target)
+                else:
+                    state[target] = tensor
+                del tensor
+    missing = sorted(set(expected) - set(state) - consumed - {_strip(n) for n in mis_shaped + bad_dtype})
     problems = []
     if missing:
         problems.append(f"missing tensors ({len(missing)}): {_preview(missing)}")

@@ -128,4 +128,6 @@ class MoondreamModel(nn.Module):
         return self.text.logits(hidden)
 
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        """Parameters, each quantised layer's weights counted as its in × out values."""
+        quantised = sum(m.in_features * m.out_features for m in self.modules() if hasattr(m, "weight_bytes"))
+        return sum(p.numel() for p in self.parameters()) + quantised

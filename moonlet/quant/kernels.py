@@ -22,7 +22,9 @@ A packed layer cannot move to another device once built: quantise a model on its
 
 from __future__ import annotations
 
+import itertools
 import warnings
+import weakref
 
 import torch
 from torch import nn
@@ -143,6 +145,35 @@ class QuantLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, kernel={self.kernel}"
 
 
+# fbgemm's packed weights are opaque objects that torch.compile cannot trace; layers register them
+# here and call them through one custom op that takes a handle, so a compiled graph stays whole.
+_FBGEMM_WEIGHTS: dict[int, tuple[object, bool | None]] = {}  # handle → (packed weights, int8 reduce_range)
+_handles = itertools.count()
+
+
+def register_fbgemm(owner: nn.Module, packed: object, reduce_range: bool | None) -> int:
+    """A handle for ``fbgemm_linear``; the weights are dropped with ``owner``."""
+    handle = next(_handles)
+    _FBGEMM_WEIGHTS[handle] = (packed, reduce_range)
+    weakref.finalize(owner, _FBGEMM_WEIGHTS.pop, handle, None)
+    return handle
+
+
+@torch.library.custom_op("moonlet::fbgemm_linear", mutates_args=())
+def fbgemm_linear(x: torch.Tensor, handle: int, out_features: int) -> torch.Tensor:
+    """x (M, K) float32 @ the registered weights → (M, out_features): fp16 weights (reduce_range None)
+    or int8 ones with dynamically quantised activations."""
+    packed, reduce_range = _FBGEMM_WEIGHTS[handle]
+    if reduce_range is None:
+        return torch.ops.quantized.linear_dynamic_fp16(x, packed)
+    return torch.ops.quantized.linear_dynamic(x, packed, reduce_range)
+
+
+@fbgemm_linear.register_fake
+def _(x: torch.Tensor, handle: int, out_features: int) -> torch.Tensor:
+    return x.new_empty(x.shape[0], out_features)
+
+
 def _quantized_tensor(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """A per-channel qint8 tensor for fbgemm's prepack (its creation functions warn of deprecation)."""
     with warnings.catch_warnings():
@@ -160,7 +191,7 @@ class Fp16Linear(QuantLinear):
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, kernel: str = "auto"):
         super().__init__(weight, bias)
         self.register_buffer("weight16", weight.detach().to(torch.float16).contiguous())
-        self.packed = None
+        self.handle = None
         self._choose(kernel, weight.dtype)
 
     def _auto_kernel(self) -> str:
@@ -170,10 +201,12 @@ class Fp16Linear(QuantLinear):
         return kernel == "fbgemm" and self._device.type == "cpu" and fbgemm_available()
 
     def _prepare(self, kernel: str) -> None:
-        self.packed = torch.ops.quantized.linear_prepack_fp16(self.weight16.float(), None)
+        packed = torch.ops.quantized.linear_prepack_fp16(self.weight16.float(), None)
+        self.handle = register_fbgemm(self, packed, None)
 
     def _release(self) -> None:
-        self.packed = None
+        _FBGEMM_WEIGHTS.pop(self.handle, None)
+        self.handle = None
 
     def _drop_source(self) -> None:
         self.weight16 = None
@@ -183,7 +216,7 @@ class Fp16Linear(QuantLinear):
 
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
         if self.kernel == "fbgemm":
-            return torch.ops.quantized.linear_dynamic_fp16(x.float(), self.packed)
+            return fbgemm_linear(x.float(), self.handle, self.out_features)
         return self.reference(x)
 
     def weight_bytes(self) -> int:
@@ -211,7 +244,7 @@ class Int8Linear(QuantLinear):
         q, scale = int8_weights(weight)
         self.register_buffer("qweight", q)
         self.register_buffer("scale", scale)  # float32: rounding the scales would add error
-        self.packed = None
+        self.handle = None
         self._choose(kernel, weight.dtype)
 
     def _supported(self, kernel: str, dtype: torch.dtype) -> bool:
@@ -227,11 +260,13 @@ class Int8Linear(QuantLinear):
 
     def _prepare(self, kernel: str) -> None:
         if kernel == "fbgemm":
-            self.packed = torch.ops.quantized.linear_prepack(_quantized_tensor(self.qweight, self.scale), None)
-            self.reduce_range = not detect_cpu().vnni  # 7-bit activations where 16-bit sums could saturate
+            packed = torch.ops.quantized.linear_prepack(_quantized_tensor(self.qweight, self.scale), None)
+            # 7-bit activations where fbgemm's 16-bit sums could saturate (no VNNI)
+            self.handle = register_fbgemm(self, packed, not detect_cpu().vnni)
 
     def _release(self) -> None:
-        self.packed = None
+        _FBGEMM_WEIGHTS.pop(self.handle, None)
+        self.handle = None
 
     def _drop_source(self) -> None:
         if self.kernel == "fbgemm":  # fbgemm holds its own int8 copy
@@ -245,7 +280,7 @@ class Int8Linear(QuantLinear):
 
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
         if self.kernel == "fbgemm":
-            return torch.ops.quantized.linear_dynamic(x.float(), self.packed, self.reduce_range)
+            return fbgemm_linear(x.float(), self.handle, self.out_features)
         if self.kernel == "pack" and x.shape[0] <= INT8_PACK_MAX_ROWS:
             fast = _cpu_activations(x)
             return torch._weight_int8pack_mm(fast, self.qweight, self.scale.to(fast.dtype))

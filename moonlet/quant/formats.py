@@ -1,0 +1,106 @@
+"""Weight formats chosen at load time, and the linear layers built straight from the checkpoint.
+
+``load_formats`` says which parts' linear layers take which format (``fp16``, ``int8``, ``int4``)
+when a model is loaded: what the user asked for (``quant``), else the kernel plan's unquantised
+choice for the text decoder. ``QuantisingReader`` is the hook ``read_checkpoint`` calls with each
+tensor: a targeted layer's weight is turned into its quantised layer on the spot, so the float
+weights of the whole model never exist together (the peak is the result plus one float tensor).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import torch
+from torch import nn
+
+from .dispatch import KernelPlan
+from .kernels import QuantLinear
+from .quantize import MODES, PARTS, keeps_float, quantised_linear
+
+# float16 weights only pay where the bytes do: small layers stay dense (moonlet-nano's are all below)
+FP16_MIN_WEIGHTS = 1 << 20
+EXACT_IN_FP16 = ("bfloat16", "float16")  # stored dtypes whose values float16 holds exactly (in range)
+
+
+def load_formats(
+    plan: KernelPlan,
+    stored_dtype: str,
+    dtype_given: bool,
+    quant: str | None = None,
+    parts: Iterable[str] = ("text",),
+) -> dict[str, str]:
+    """Part name → weight format for loading. ``quant`` (int8 / int4) applies to ``parts``;
+    without it, the plan's ``fp16`` text weights apply when no dtype was asked for and the
+    checkpoint's stored values are exact in float16."""
+    parts = tuple(parts)
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ValueError(f"unknown parts {sorted(unknown)} to quantise; use any of {PARTS}")
+    if quant is not None:
+        if quant not in MODES:
+            raise ValueError(f"unknown quant {quant!r}; use one of {MODES} (or None)")
+        return dict.fromkeys(parts, quant)
+    if plan.dense.value == "fp16" and not dtype_given and stored_dtype in EXACT_IN_FP16:
+        return {"text": "fp16"}
+    return {}
+
+
+def linear_targets(model: nn.Module, formats: Mapping[str, str], group_size: int = 128) -> dict[str, str]:
+    """Module name → format, for every ``nn.Linear`` of the parts in ``formats`` that takes it."""
+    targets = {}
+    for part, mode in formats.items():
+        root = getattr(model, part, None)
+        if root is None:
+            continue
+        for name, module in root.named_modules():
+            if type(module) is not nn.Linear or keeps_float(mode, module.in_features, group_size):
+                continue
+            if mode == "fp16" and module.in_features * module.out_features < FP16_MIN_WEIGHTS:
+                continue
+            targets[f"{part}.{name}"] = mode
+    return targets
+
+
+class QuantisingReader:
+    """``consume`` hook of ``read_checkpoint``: builds each targeted layer from its weight as it is read;
+    ``install(model, state)`` puts the layers in place with their biases from ``state``."""
+
+    def __init__(self, targets: Mapping[str, str], group_size: int = 128, kernel: str = "auto"):
+        self.targets = dict(targets)
+        self.group_size = group_size
+        self.kernel = kernel
+        self.layers: dict[str, nn.Module] = {}
+
+    def __call__(self, name: str, tensor: torch.Tensor) -> bool:
+        module, _, leaf = name.rpartition(".")
+        mode = self.targets.get(module)
+        if mode is None or leaf != "weight":
+            return False
+        with torch.no_grad():
+            self.layers[module] = quantised_linear(mode, tensor, None, self.group_size, self.kernel)
+        return True
+
+    def install(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+        """Replace the targeted layers (their biases taken out of ``state``)."""
+        missing = sorted(set(self.targets) - set(self.layers))
+        if missing:
+            raise ValueError(f"no weight was read for {missing[:4]}")
+        for name, layer in self.layers.items():
+            layer.bias = state.pop(f"{name}.bias", None)
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, layer)
+
+
+def weight_formats(model: nn.Module) -> dict[str, int]:
+    """How many linear layers hold each format and kernel, e.g. ``{"int8/fbgemm": 97, "float32": 60}``."""
+    counts: dict[str, int] = {}
+    for module in model.modules():
+        if isinstance(module, QuantLinear):
+            key = f"{type(module).__name__.removesuffix('Linear').lower()}/{module.kernel}"
+        elif type(module) is nn.Linear:
+            key = str(module.weight.dtype).removeprefix("torch.")
+        else:
+            continue
+        counts[key] = counts.get(key, 0) + 1
+    return counts
