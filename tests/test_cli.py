@@ -131,16 +131,22 @@ def test_download_offline_fails_clearly(tmp_path, monkeypatch, capsys):
 def test_info_and_bad_input_exit_codes(model_dir, api, tmp_path, capsys):
     assert main(["info", "--model", model_dir, "--device", "cpu"]) == 0
     info = json.loads(capsys.readouterr().out)
-    parameters = api.model.num_parameters()
+    from moonlet.quant import plan_for, tensor_bytes
+    from moonlet.quant.formats import weight_formats
+
     assert info.pop("peak_rss_bytes") > 0
+    formats = weight_formats(api.model)
     assert info == {
         "model": api.name,
         "profile": "2025-06-21",
-        "parameters": parameters,
+        "parameters": api.model.num_parameters(),
         "device": "cpu",
-        "dtype": "float32",
-        "weights_bytes": 4 * parameters,
+        "dtype": str(api.model.dtype).removeprefix("torch."),
+        "weights_bytes": tensor_bytes(api.model),
+        "weight_formats": formats,
+        "kernel_plan": plan_for().as_dict(),
     }
+    assert sum(formats.values()) == sum(1 for m in api.model.modules() if hasattr(m, "in_features"))
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"nope")
     assert main(["query", str(bad), "Hi?", "--model", model_dir]) == 2

@@ -98,3 +98,14 @@ def test_fbgemm_layers_compile_in_one_graph(monkeypatch):
     compiled = moonlet.load(GOLDEN_MODEL, device="cpu", dtype="float32", quant="int8", compile=True)
     assert "int8/fbgemm" in weight_formats(compiled.model)
     assert compiled.query(IMAGE, "Hi?", settings=settings) == eager.query(IMAGE, "Hi?", settings=settings)
+
+
+def test_bytes_and_parameters_count_quantised_layers():
+    """Quantised layers count their weights' in × out values as parameters and their packed bytes."""
+    from moonlet.quant import tensor_bytes
+
+    plain = moonlet.load(GOLDEN_MODEL, device="cpu", dtype="float32")
+    for quant in ("int8", "int4"):
+        quantised = moonlet.load(GOLDEN_MODEL, device="cpu", dtype="float32", quant=quant)
+        assert quantised.model.num_parameters() == plain.model.num_parameters()
+        assert tensor_bytes(quantised.model) < tensor_bytes(plain.model)

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..cli_args import add_model_arguments
+from ..cli_args import add_model_arguments, add_quant_arguments, quant_choice
 from .benchmarks import BENCHMARKS, get_benchmark, load_samples
 from .report import format_table, write_results
 from .runner import predict, read_predictions
@@ -48,6 +48,7 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="discard saved predictions instead of resuming")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_arguments(p)
+    add_quant_arguments(p)
     p.set_defaults(func=run_eval)
     return p
 
@@ -85,6 +86,8 @@ def _evaluate(args: argparse.Namespace) -> dict:
         "revision": args.revision,
         "prompt": args.prompt or benchmark.prompt,
         "max_tokens": args.max_tokens or benchmark.max_tokens,
+        "dtype": args.dtype,
+        "quant": {k: list(v) if isinstance(v, tuple) else v for k, v in quant_choice(args).items()} or None,
     }
     started = time.perf_counter()
     if args.rescore:
@@ -99,7 +102,9 @@ def _evaluate(args: argparse.Namespace) -> dict:
         if wanted - set(read_predictions(predictions_file)):
             import moonlet
 
-            model = moonlet.load(args.model, revision=args.revision, device=args.device, dtype=args.dtype)
+            model = moonlet.load(
+                args.model, revision=args.revision, device=args.device, dtype=args.dtype, **quant_choice(args)
+            )
         else:
             model = None  # everything is already predicted
         predictions = predict(

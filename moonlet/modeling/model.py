@@ -128,6 +128,10 @@ class MoondreamModel(nn.Module):
         return self.text.logits(hidden)
 
     def num_parameters(self) -> int:
-        """Parameters, each quantised layer's weights counted as its in × out values."""
-        quantised = sum(m.in_features * m.out_features for m in self.modules() if hasattr(m, "weight_bytes"))
+        """Parameters, each quantised layer's weights counted as its in × out values (and its bias)."""
+        quantised = sum(
+            m.in_features * m.out_features + (0 if m.bias is None else m.bias.numel())
+            for m in self.modules()
+            if hasattr(m, "weight_bytes")
+        )
         return sum(p.numel() for p in self.parameters()) + quantised

@@ -7,7 +7,7 @@ import math
 import os
 import sys
 
-from ..cli_args import add_model_arguments
+from ..cli_args import add_model_arguments, add_quant_arguments, quant_choice
 from .limits import MIB, LimitError, ServerLimits
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -98,6 +98,7 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="model id reported to clients (default: from --model)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     add_model_arguments(p)
+    add_quant_arguments(p)
     p.add_argument(
         "--variant",
         action="append",
@@ -186,6 +187,7 @@ def run_serve(args: argparse.Namespace) -> int:
         compile=args.compile,
         variants=variants,
         allow_network=args.allow_network,
+        **quant_choice(args),
     )
     app = create_app(model, **options)
     shown = f"[{args.host}]" if ":" in args.host else args.host
