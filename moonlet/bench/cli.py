@@ -14,6 +14,7 @@ from ..checkpoints.loading import parse_dtype
 from ..cli_args import add_model_arguments
 from ..quant import MODES
 from .kernel_timings import kernel_timings
+from .llamacpp_route import measure_llamacpp, missing_packages, parse_kinds
 from .measure import copy_bandwidth, decode_bytes_per_token, mib, peak_bytes, reset_peak, resident_bytes
 from .models import bench_config
 from .moonlet_route import measure_moonlet, moonlet_model
@@ -70,7 +71,27 @@ def run_routes(args: argparse.Namespace, device: torch.device, dtype: torch.dtyp
         hf["peak_mem_mb"], hf["mem_before_mb"], hf["cache"] = mib(peak_bytes(device)), before, cache
         hf["dtype"] = str(hf_dtype).removeprefix("torch.")
         gc.collect()
-    return plan, {"moonlet": ours, "transformers": hf, **facts}
+    llamacpp = run_llamacpp(args, device, dtype, plan) if args.llamacpp else None
+    return plan, {"moonlet": ours, "transformers": hf, "llamacpp": llamacpp, **facts}
+
+
+def run_llamacpp(args: argparse.Namespace, device: torch.device, dtype: torch.dtype, plan: Plan) -> dict:
+    """The llama.cpp route on moonlet's text decoder weights: the same model rebuilt (random weights are
+    deterministic per device and dtype; ``--model`` is loaded again) without quantisation, then exported."""
+    model, _, _ = moonlet_model(argparse.Namespace(**{**vars(args), "quant": "none"}), device, dtype)
+    text = model.text
+    del model
+    result = measure_llamacpp(text, args.llamacpp, plan, torch.get_num_threads())
+    del text
+    gc.collect()
+    return result
+
+
+def llamacpp_kinds(text: str) -> list[str]:
+    try:
+        return parse_kinds(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -79,6 +100,12 @@ def run_bench(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = parse_dtype(args.dtype, torch.bfloat16 if device.type == "cuda" else torch.float32)
+    if args.llamacpp and args.kernels:
+        print("moonlet: error: --llamacpp measures the text decoder, not with --kernels", file=sys.stderr)
+        return 2
+    if args.llamacpp and (missing := missing_packages()):
+        print(f"moonlet: error: --llamacpp needs {', '.join(missing)}: pip install 'moonlet[bench]'", file=sys.stderr)
+        return 2
     if args.kernels:
         return run_kernels(args, device, dtype)
     bandwidth = copy_bandwidth(device)
@@ -117,7 +144,14 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
         help="transformers KV cache (auto: static on GPU, dynamic on CPU)",
     )
     p.add_argument("--skip-transformers", action="store_true", help="measure moonlet only")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", type=int, help="torch CPU threads (and llama.cpp's with --llamacpp)")
+    p.add_argument(
+        "--llamacpp",
+        type=llamacpp_kinds,
+        metavar="TYPES",
+        help="also run the text decoder in llama.cpp as GGUF of these types (F32,F16,Q8_0,Q4_0); "
+        "needs the moonlet[bench] extra",
+    )
     p.add_argument("--kernels", action="store_true", help="time the int8/int4 matmul kernels per layer instead")
     p.add_argument("--kernel-rows", default="1,4,16,32,730", help="activation rows for --kernels")
     p.set_defaults(handler=run_bench)

@@ -56,8 +56,29 @@ def format_table(result: dict) -> str:
         f"on {result['device_name']}, "
         f"{result['threads']} threads, quant {result['quant']}; speed-up = transformers time / moonlet time"
     )
+    lines += llamacpp_lines(result)
     lines += [f"skipped: {s}" for s in result["skipped"]]
     return "\n".join(lines)
+
+
+def llamacpp_lines(result: dict) -> list[str]:
+    """The llama.cpp section: each GGUF type's first-token time and batch-1 decode next to moonlet's."""
+    llama = result.get("llamacpp")
+    if not llama:
+        return []
+    ours = result["moonlet"]
+    moonlet_label = f"moonlet {result['dtype']}, quant {result['quant']}"
+    lines = [
+        f"llama.cpp route (text decoder, llama-cpp-python {llama['version']}): {llama['threads']} threads, "
+        f"prompt {llama['prompt_tokens']} tokens after {llama['prefix_tokens']} cached, "
+        f"{llama['new_tokens']} new tokens, {llama['decode']}",
+        f"{'':42} {'first token (ms)':>17} {'decode (tokens/s)':>18}",
+        f"{moonlet_label:42} {_fmt(ours.get('ttft_cached_ms')):>17} {_fmt(ours['decode_tok_s'].get('1')):>18}",
+    ]
+    for kind, run in llama["runs"].items():
+        label = f"llama.cpp {kind} ({run['file_mb']:.1f} MiB)"
+        lines.append(f"{label:42} {_fmt(run['first_token_ms']):>17} {_fmt(run['decode_tok_s']):>18}")
+    return lines
 
 
 def ratios(ours: dict, hf: dict | None) -> dict:
@@ -107,6 +128,7 @@ def bench_result(
         "warmup": plan.warmup,
         "moonlet": ours,
         "transformers": hf,
+        "llamacpp": routes.get("llamacpp"),
         "ratios": ratios(ours, hf),
         "bandwidth": {
             "copy_gb_s": bandwidth / 1e9,
