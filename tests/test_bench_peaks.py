@@ -1,0 +1,27 @@
+"""The bench's hardware references: FLOP counts against a hand count, GEMM rates, load peaks."""
+
+from __future__ import annotations
+
+import torch
+from conftest import GOLDEN_MODEL
+from torch import nn
+
+from moonlet.bench.peaks import flops_of, gemm_rate, largest_linear, load_peak_bytes, share_of_peak
+
+
+def test_flops_of_a_linear_stack_is_the_hand_count():
+    model = nn.Sequential(nn.Linear(64, 256), nn.GELU(), nn.Linear(256, 32))
+    x = torch.randn(10, 64)
+    assert flops_of(lambda: model(x)) == 2 * 10 * (64 * 256 + 256 * 32)
+    assert largest_linear(model) == (64, 256)
+
+
+def test_gemm_rate_and_share():
+    rate = gemm_rate(64, 128, 256, torch.device("cpu"), torch.float32, repeats=3)
+    assert rate > 1e6  # any CPU multiplies faster than a megaflop per second
+    assert share_of_peak(2 * 64 * 128 * 256, 2 * 64 * 128 * 256 / rate, rate) == 1.0
+
+
+def test_load_peak_is_measured_in_a_fresh_process():
+    plain, quantised = load_peak_bytes(GOLDEN_MODEL, dtype="float32"), load_peak_bytes(GOLDEN_MODEL, "int8")
+    assert 50 * 2**20 < quantised and 50 * 2**20 < plain  # at least the interpreter and torch
