@@ -78,7 +78,7 @@ def answer_agreement(
     data,
     mode: str = "int8",
     include: Iterable[str] = ("text",),
-    dtype: str = "bfloat16",
+    dtype: str = "float32",
     limit: int = 1000,
     batch_size: int = 16,
     max_tokens: int = 32,
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", help="a dataset to measure answer agreement on instead of golden cases")
     parser.add_argument("--limit", type=int, default=1000, help="questions of --data to use (default 1000)")
     parser.add_argument("--include", default="text", help="parts to quantise (default text)")
-    parser.add_argument("--dtype", default=None, help="float32 for golden cases, bfloat16 for --data (defaults)")
+    parser.add_argument("--dtype", default="float32", help="the unquantised reference's dtype (default float32)")
     parser.add_argument("--kernel", default="auto", choices=KERNELS)
     parser.add_argument("--group-size", type=int, default=128, help="int4 group size (default 128)")
     parser.add_argument("--modes", default="none,int8,int4", help="modes to compare (default none,int8,int4)")
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.data,
                 mode,
                 args.include.split(","),
-                args.dtype or "bfloat16",
+                args.dtype,
                 args.limit,
                 kernel=args.kernel,
                 group_size=args.group_size,
@@ -152,7 +152,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.cases_dir:
         parser.error("give CASES_DIR or --data")
-    args.dtype = args.dtype or "float32"
     report = {}
     for mode in args.modes.split(","):
         rows = golden_accuracy(
