@@ -120,17 +120,24 @@ def test_prefix_cache_keys_on_the_variant(lora_model):
         lora_model.query(base, "Hi?", settings={"variant": "tiny"})
 
 
-def test_moonlet_trained_adapter_equals_its_merged_weights(tmp_path):
-    """moonlet's own LoRA format (``moonlet train --mode lora``) on the fly = the adapter merged into the weights."""
+def moonlet_adapter(path, seed: int):
+    """md2-tiny with a random rank-2 LoRA of moonlet's own format, saved to ``path`` (scale 2);
+    returns the adapted model and the adapter's tensors."""
     trained = moonlet.load(GOLDEN_MODEL, device="cpu", dtype="float32")
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     add_lora(trained.model, rank=2, alpha=4.0)
     with torch.no_grad():
         for name, param in trained.model.named_parameters():
             if name.endswith("lora_b"):
                 param.normal_(0, 0.05)
     state = {k: v.contiguous() for k, v in lora_state(trained.model).items()}
-    save_file(state, str(tmp_path / "mine.safetensors"), metadata={"lora_scale": "2.0"})
+    save_file(state, str(path), metadata={"lora_scale": "2.0"})
+    return trained, state
+
+
+def test_moonlet_trained_adapter_equals_its_merged_weights(tmp_path):
+    """moonlet's own LoRA format (``moonlet train --mode lora``) on the fly = the adapter merged into the weights."""
+    trained, state = moonlet_adapter(tmp_path / "mine.safetensors", seed=0)
     merge_lora(trained.model)
     adapted = moonlet.load(
         GOLDEN_MODEL, device="cpu", dtype="float32", variants={"mine": tmp_path / "mine.safetensors"}
@@ -185,15 +192,7 @@ def test_cli_variant_convert(tmp_path, capsys):
 def two_variants(tmp_path_factory):
     """md2-tiny with the official adapter ("tiny", rank 4) and a moonlet-format one ("mine", rank 2)."""
     folder = tmp_path_factory.mktemp("variants")
-    trained = moonlet.load(GOLDEN_MODEL, device="cpu", dtype="float32")
-    torch.manual_seed(1)
-    add_lora(trained.model, rank=2, alpha=4.0)
-    with torch.no_grad():
-        for name, param in trained.model.named_parameters():
-            if name.endswith("lora_b"):
-                param.normal_(0, 0.05)
-    state = {k: v.contiguous() for k, v in lora_state(trained.model).items()}
-    save_file(state, str(folder / "mine.safetensors"), metadata={"lora_scale": "2.0"})
+    moonlet_adapter(folder / "mine.safetensors", seed=1)
     variants = {"tiny": ADAPTER, "mine": folder / "mine.safetensors"}
     return moonlet.load(GOLDEN_MODEL, device="cpu", dtype="float32", variants=variants)
 
