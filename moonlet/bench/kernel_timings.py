@@ -1,4 +1,4 @@
-"""Time the int8/int4 matmul kernels against the dense one, at the decoder's layer shapes."""
+"""Time every fp16/int8/int4 matmul kernel against the dense one, at the decoder's layer shapes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from torch import nn
 
 from ..config import MoondreamConfig
 from ..modeling.init import init_uniform_
-from ..quant import Int4Linear, Int8Linear
+from ..quant import quantised_linear
 from .measure import median_time
 
 
@@ -25,15 +25,18 @@ def kernel_timings(
         init_uniform_(layer, index)
         dense.append(layer)
     variants = {"dense": dense}
-    for kernel in ("pack", "dequant"):
-        try:
-            variants[f"int8_{kernel}"] = [Int8Linear.from_linear(layer, kernel) for layer in dense]
-        except RuntimeError:
-            pass
-        try:
-            variants[f"int4_{kernel}"] = [Int4Linear.from_linear(layer, 128, kernel) for layer in dense]
-        except RuntimeError:
-            pass
+    for mode, kernels in (
+        ("fp16", ("fbgemm",)),
+        ("int8", ("fbgemm", "pack", "dequant")),
+        ("int4", ("pack", "dequant")),
+    ):
+        for kernel in kernels:
+            try:
+                variants[f"{mode}_{kernel}"] = [
+                    quantised_linear(mode, layer.weight.detach(), layer.bias, 128, kernel) for layer in dense
+                ]
+            except RuntimeError:  # not on this device or dtype
+                pass
     result = {}
     for m in rows:
         x = torch.randn(m, t.dim, device=device).to(dtype)
