@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import GOLDEN_MODEL
 from torch import nn
 
 from moonlet.bench.peaks import flops_of, gemm_rate, largest_linear, load_peak_bytes, share_of_peak
+from moonlet.quant import quantised_linear
 
 
 def test_flops_of_a_linear_stack_is_the_hand_count():
@@ -25,3 +27,12 @@ def test_gemm_rate_and_share():
 def test_load_peak_is_measured_in_a_fresh_process():
     plain, quantised = load_peak_bytes(GOLDEN_MODEL, dtype="float32"), load_peak_bytes(GOLDEN_MODEL, "int8")
     assert 50 * 2**20 < quantised and 50 * 2**20 < plain  # at least the interpreter and torch
+
+
+@pytest.mark.parametrize(
+    ("mode", "kernel"), [("int8", "fbgemm"), ("int8", "pack"), ("int4", "pack"), ("fp16", "fbgemm")]
+)
+def test_quantised_kernels_count_as_the_matmul_they_replace(mode, kernel):
+    layer = quantised_linear(mode, torch.randn(64, 256), None, 128, kernel)
+    x = torch.randn(5, 256)
+    assert layer.kernel == kernel and flops_of(lambda: layer(x)) == 2 * 5 * 256 * 64

@@ -12,12 +12,13 @@ import torch
 
 from ..checkpoints.loading import parse_dtype
 from ..cli_args import add_model_arguments
-from ..quant import MODES
+from ..quant import WEIGHT_FORMATS
 from .kernel_timings import kernel_timings
 from .llamacpp_route import measure_llamacpp, missing_packages, parse_kinds
 from .measure import copy_bandwidth, decode_bytes_per_token, mib, peak_bytes, reset_peak, resident_bytes
 from .models import bench_config
 from .moonlet_route import measure_moonlet, moonlet_model
+from .peaks import load_peaks
 from .plan import Plan
 from .report import bench_result, format_table
 from .transformers_route import HFRoute, measure_transformers
@@ -108,6 +109,12 @@ def run_bench(args: argparse.Namespace) -> int:
         return 2
     if args.kernels:
         return run_kernels(args, device, dtype)
+    if args.load_peaks:
+        peaks = load_peaks(args.load_peaks, bench_config(args.config, args.layers, args.context))
+        for quant, peak in peaks.items():
+            print(f"load {quant:>5}: peak RSS {mib(peak):,.0f} MiB")
+        print(json.dumps({"load_peak_mb": {q: mib(p) for q, p in peaks.items()}, "config": args.config}))
+        return 0
     bandwidth = copy_bandwidth(device)
     plan, routes = run_routes(args, device, dtype)
     result = bench_result(args, device, dtype, plan, routes, bandwidth)
@@ -129,7 +136,9 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--new-tokens", type=int, default=32, help="tokens decoded per run (default 32)")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per figure; the median is reported")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs before timing")
-    p.add_argument("--quant", choices=["none", *MODES], default="none", help="quantise moonlet's weights")
+    p.add_argument(
+        "--quant", choices=["none", *WEIGHT_FORMATS], default="none", help="moonlet's weights: fp16, int8 or int4"
+    )
     p.add_argument(
         "--compile",
         action="store_true",
@@ -154,6 +163,11 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--kernels", action="store_true", help="time the int8/int4 matmul kernels per layer instead")
     p.add_argument("--kernel-rows", default="1,4,16,32,730", help="activation rows for --kernels")
+    p.add_argument(
+        "--load-peaks",
+        metavar="DIR",
+        help="instead: peak RSS of loading a random bf16 checkpoint (written to DIR once) in float, int8 and int4",
+    )
     p.set_defaults(handler=run_bench)
     return p
 

@@ -16,6 +16,7 @@ from ..modeling.model import MoondreamModel
 from ..quant import quantize_
 from .measure import kv_bytes_per_slot, step_intervals, sync
 from .models import bench_config, random_model, resize
+from .peaks import flop_shares
 from .plan import Plan
 
 
@@ -52,6 +53,9 @@ def measure_moonlet(model: MoondreamModel, plan: Plan) -> dict:
         return engine.prefill_prefix(prefix, model.mask_prefix_len)
 
     out["prefill_ms"] = plan.time_ms(f"{route} prefill_ms", prefill)
+    out["flop_shares"] = flop_shares(
+        model, plan, lambda: model.vision(pixels_one), out["vision_1crop_ms"], prefill, out["prefill_ms"]
+    )
     encoded = prefill()
 
     def request(enc: EncodedImage, tokens: int) -> TextRequest:

@@ -11,9 +11,26 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
 
+from ..quant import kernels  # noqa: F401  (defines torch.ops.moonlet.fbgemm_linear)
 from .measure import median_time
+
+
+def _matmul_flops(x_shape, *args, out_shape=None, **kwargs) -> int:
+    """2 · M · K · N for a kernel taking activations (M, K) and giving (M, N)."""
+    rows, k = x_shape
+    return 2 * rows * k * out_shape[-1]
+
+
+# The quantised kernels are matmuls too: count them as the dense product they stand for.
+for _op in (
+    torch.ops.moonlet.fbgemm_linear,
+    torch.ops.aten._weight_int8pack_mm,
+    torch.ops.aten._weight_int4pack_mm_for_cpu,
+    torch.ops.aten._weight_int4pack_mm,
+):
+    register_flop_formula(_op)(_matmul_flops)
 
 
 def flops_of(fn: Callable[[], object]) -> int:
@@ -44,9 +61,29 @@ def share_of_peak(flops: int, seconds: float, peak_flops_per_s: float) -> float:
     return flops / seconds / peak_flops_per_s
 
 
+def flop_shares(model, plan, vision_fn, vision_ms: float, prefill_fn, prefill_ms: float) -> dict:
+    """Vision (one crop) and prefill against the GEMM rate of each part's largest layer at its row
+    count (the image's patches; the prefix's tokens), in the run's dtype."""
+    shares = {}
+    parts = (
+        ("vision_1crop", model.vision, model.config.vision.grid_size**2, vision_fn, vision_ms),
+        ("prefill", model.text.blocks, model.config.prefix_len, prefill_fn, prefill_ms),
+    )
+    for name, part, rows, fn, ms in parts:
+        flops = flops_of(fn)
+        rate = gemm_rate(rows, *largest_linear(part), plan.device, plan.dtype)
+        shares[name] = {
+            "gflop": round(flops / 1e9, 2),
+            "gemm_gflop_s": round(rate / 1e9, 1),
+            "share_of_gemm": round(share_of_peak(flops, ms / 1e3, rate), 3),
+        }
+    return shares
+
+
 def load_peak_bytes(checkpoint: str | Path, quant: str | None = None, dtype: str | None = None) -> int:
-    """Peak resident memory of ``moonlet info`` loading ``checkpoint`` in a fresh process."""
-    command = [sys.executable, "-m", "moonlet", "info", "--model", str(checkpoint), "--device", "cpu"]
+    """Peak resident memory of building the model of ``checkpoint`` (a directory with config.json and
+    model.safetensors) in a fresh process, as ``moonlet.load`` builds it (tokenizer aside)."""
+    command = [sys.executable, "-m", "moonlet.bench.peaks", str(checkpoint)]
     if quant and quant != "none":
         command += ["--quant", quant]
     if dtype:
@@ -55,3 +92,46 @@ def load_peak_bytes(checkpoint: str | Path, quant: str | None = None, dtype: str
     if done.returncode != 0:
         raise RuntimeError(f"loading {checkpoint} failed: {done.stderr.strip()[-500:]}")
     return int(json.loads(done.stdout)["peak_rss_bytes"])
+
+
+def load_peaks(directory: str | Path, config, quants=("none", "int8", "int4")) -> dict[str, int]:
+    """Peak RSS of loading a checkpoint of ``config``'s dimensions, per quantisation. A checkpoint
+    with random weights, stored in bfloat16 as the releases are, is written to ``directory`` first
+    unless one is there."""
+    from ..checkpoints.save import save_pretrained
+    from .models import random_model
+
+    directory = Path(directory)
+    if not (directory / "model.safetensors").is_file():
+        model = random_model(config, torch.device("cpu"), torch.bfloat16)
+        save_pretrained(model, directory, dtype=torch.bfloat16)
+        del model
+    return {quant: load_peak_bytes(directory, quant) for quant in quants}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m moonlet.bench.peaks DIR [--quant Q] [--dtype D]``: build the model, print the peak RSS."""
+    import argparse
+    import resource
+
+    from ..checkpoints.loading import build_model, default_dtype, parse_dtype, read_config, resolve_local
+    from ..quant.dispatch import plan_for
+    from ..quant.formats import load_formats
+
+    parser = argparse.ArgumentParser(prog="python -m moonlet.bench.peaks")
+    parser.add_argument("checkpoint")
+    parser.add_argument("--quant", choices=["int8", "int4"])
+    parser.add_argument("--dtype")
+    args = parser.parse_args(argv)
+    resolved = resolve_local(Path(args.checkpoint))
+    config = read_config(resolved, None)
+    device, plan = torch.device("cpu"), plan_for()
+    formats = load_formats(plan, config.dtype, args.dtype is not None, args.quant)
+    build_model(config, resolved.weights, device, parse_dtype(args.dtype, default_dtype(config, device, plan)), formats)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    print(json.dumps({"peak_rss_bytes": peak, "formats": formats}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -7,6 +7,7 @@ import os
 
 import torch
 
+from ..quant import plan_for
 from .plan import Plan
 
 TIME_KEYS = ("vision_1crop_ms", "vision_many_ms", "image_embedding_ms", "prefill_ms", "ttft_new_ms", "ttft_cached_ms")
@@ -47,6 +48,11 @@ def format_table(result: dict) -> str:
         f"= {bw['limit_tok_s']:.1f} tokens/s; batch 1 reaches {_fmt(100 * (bw['moonlet_fraction'] or 0))}% (moonlet)"
         + (f", {_fmt(100 * bw['transformers_fraction'])}% (transformers)" if bw.get("transformers_fraction") else "")
     )
+    for part, figures in ours.get("flop_shares", {}).items():
+        lines.append(
+            f"{part}: {figures['gflop']} GFLOP at {figures['share_of_gemm'] * 100:.0f}% of a "
+            f"{figures['gemm_gflop_s']} GFLOP/s GEMM of its largest layer's shape (moonlet)"
+        )
     depth = result["depth"]
     hf_dtype = (hf or {}).get("dtype")
     hf_note = f" (transformers {hf_dtype})" if hf_dtype and hf_dtype != result["dtype"] else ""
@@ -108,7 +114,8 @@ def bench_result(
         "config": args.model or args.config,
         "profile": config.profile,
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else plan_for().cpu,
+        "kernel_plan": plan_for(device=device).as_dict(),
         "dtype": str(dtype).removeprefix("torch."),
         "threads": torch.get_num_threads(),
         "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
