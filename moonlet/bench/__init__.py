@@ -6,7 +6,10 @@ tokens. Output: a table, then one JSON line.
 
 - ``models``: the measured configurations and random weights; ``plan``: the shared inputs;
 - ``measure``: timing, memory and bandwidth helpers;
-- ``moonlet_route``, ``transformers_route``: the two routes; ``kernel_timings``: int8/int4 matmuls;
+- ``moonlet_route``, ``transformers_route``: the two routes; ``llamacpp_route`` (``--llamacpp``): the
+  text decoder through llama.cpp, from a GGUF written by ``gguf_export``;
+- ``kernel_timings``: every fp16/int8/int4 matmul kernel; ``peaks``: FLOP counts, the GEMM rate of a
+  shape and the peak memory of loading a checkpoint (``--load-peaks``);
 - ``report``: ratios, table and JSON result; ``cli``: the ``moonlet bench`` sub-command.
 
 Separate benchmarks: ``python -m moonlet.bench.server`` (concurrent against sequential HTTP
