@@ -7,7 +7,7 @@ import torch
 from conftest import GOLDEN_MODEL
 from torch import nn
 
-from moonlet.bench.peaks import flops_of, gemm_rate, largest_linear, load_peak_bytes, share_of_peak
+from moonlet.bench.peaks import flops_of, gemm_rate, largest_linear, layer_rate, load_peak_bytes, share_of_peak
 from moonlet.quant import quantised_linear
 
 
@@ -15,12 +15,14 @@ def test_flops_of_a_linear_stack_is_the_hand_count():
     model = nn.Sequential(nn.Linear(64, 256), nn.GELU(), nn.Linear(256, 32))
     x = torch.randn(10, 64)
     assert flops_of(lambda: model(x)) == 2 * 10 * (64 * 256 + 256 * 32)
-    assert largest_linear(model) == (64, 256)
+    assert largest_linear(model) is model[0]
 
 
-def test_gemm_rate_and_share():
-    rate = gemm_rate(64, 128, 256, torch.device("cpu"), torch.float32, repeats=3)
+def test_rates_and_share():
+    cpu = torch.device("cpu")
+    rate = gemm_rate(64, 128, 256, cpu, torch.float32, repeats=3)
     assert rate > 1e6  # any CPU multiplies faster than a megaflop per second
+    assert layer_rate(nn.Linear(128, 256), 64, cpu, torch.float32, repeats=3) > 1e6
     assert share_of_peak(2 * 64 * 128 * 256, 2 * 64 * 128 * 256 / rate, rate) == 1.0
 
 

@@ -42,10 +42,19 @@ def flops_of(fn: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def largest_linear(module: nn.Module) -> tuple[int, int]:
-    """(in, out) of the ``module``'s largest linear layer: the GEMM shape its time is read against."""
-    shapes = [(m.in_features, m.out_features) for m in module.modules() if hasattr(m, "in_features")]
-    return max(shapes, key=lambda shape: shape[0] * shape[1])
+def largest_linear(module: nn.Module) -> nn.Module:
+    """The ``module``'s largest linear layer (dense or quantised): what its time is read against."""
+    layers = [m for m in module.modules() if hasattr(m, "in_features")]
+    return max(layers, key=lambda layer: layer.in_features * layer.out_features)
+
+
+def layer_rate(layer: nn.Module, rows: int, device: torch.device, dtype: torch.dtype, repeats: int = 5) -> float:
+    """FLOP/s of ``layer`` on (rows, in) activations: the rate of its own kernel at that shape (for a
+    dense layer, the GEMM's), the most a part made of such layers can reach."""
+    x = torch.randn(rows, layer.in_features, device=device).to(dtype)
+    with torch.inference_mode():
+        seconds = median_time(lambda: layer(x), device, repeats, warmup=2)
+    return 2 * rows * layer.in_features * layer.out_features / seconds
 
 
 def gemm_rate(rows: int, k: int, n: int, device: torch.device, dtype: torch.dtype, repeats: int = 5) -> float:
@@ -62,8 +71,8 @@ def share_of_peak(flops: int, seconds: float, peak_flops_per_s: float) -> float:
 
 
 def flop_shares(model, plan, vision_fn, vision_ms: float, prefill_fn, prefill_ms: float) -> dict:
-    """Vision (one crop) and prefill against the GEMM rate of each part's largest layer at its row
-    count (the image's patches; the prefix's tokens), in the run's dtype."""
+    """Vision (one crop) and prefill against the rate of each part's largest layer, with its own
+    kernel, at the part's row count (the image's patches; the prefix's tokens), in the run's dtype."""
     shares = {}
     parts = (
         ("vision_1crop", model.vision, model.config.vision.grid_size**2, vision_fn, vision_ms),
@@ -71,11 +80,13 @@ def flop_shares(model, plan, vision_fn, vision_ms: float, prefill_fn, prefill_ms
     )
     for name, part, rows, fn, ms in parts:
         flops = flops_of(fn)
-        rate = gemm_rate(rows, *largest_linear(part), plan.device, plan.dtype)
+        layer = largest_linear(part)
+        rate = layer_rate(layer, rows, plan.device, plan.dtype)
         shares[name] = {
             "gflop": round(flops / 1e9, 2),
-            "gemm_gflop_s": round(rate / 1e9, 1),
-            "share_of_gemm": round(share_of_peak(flops, ms / 1e3, rate), 3),
+            "layer": f"{layer.in_features}x{layer.out_features} {getattr(layer, 'kernel', 'dense')}",
+            "layer_gflop_s": round(rate / 1e9, 1),
+            "share_of_layer_rate": round(share_of_peak(flops, ms / 1e3, rate), 3),
         }
     return shares
 

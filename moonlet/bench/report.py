@@ -50,8 +50,8 @@ def format_table(result: dict) -> str:
     )
     for part, figures in ours.get("flop_shares", {}).items():
         lines.append(
-            f"{part}: {figures['gflop']} GFLOP at {figures['share_of_gemm'] * 100:.0f}% of a "
-            f"{figures['gemm_gflop_s']} GFLOP/s GEMM of its largest layer's shape (moonlet)"
+            f"{part}: {figures['gflop']} GFLOP at {figures['share_of_layer_rate'] * 100:.0f}% of its largest "
+            f"layer's rate ({figures['layer']}: {figures['layer_gflop_s']} GFLOP/s at the same rows; moonlet)"
         )
     depth = result["depth"]
     hf_dtype = (hf or {}).get("dtype")

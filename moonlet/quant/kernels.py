@@ -35,7 +35,9 @@ KERNELS = ("auto", "pack", "fbgemm", "dequant")
 DEQUANT_BLOCK = 1 << 20  # weight elements converted at a time by the dequant kernels
 INT8_PACK_MAX_ROWS = 8  # above this many activation rows the dequant kernel is faster (docs/benchmarks.md)
 INT4_INNER_K_TILES = 8
-CHECK_TOLERANCE = 2e-2  # relative difference a kernel may show against the reference
+# Relative difference a kernel may show against the reference: it catches broken kernels (errors
+# near 1), not rounding; fbgemm's 7-bit activations alone give up to 1.8 % on random weights.
+CHECK_TOLERANCE = 5e-2
 
 
 def _kernel_ok(reference: torch.Tensor, candidate: torch.Tensor) -> bool:
