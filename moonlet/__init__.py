@@ -33,7 +33,7 @@ def load(
 
     ``device`` defaults to CUDA when available; ``dtype`` to the checkpoint's dtype on GPU and, on
     CPU, to what this CPU runs fastest (``moonlet.quant.plan_for()``: float32, with float16 weights
-    for the large text layers of a bfloat16 checkpoint where fbgemm is built in; bfloat16 on CPUs
+    for the large text and vision layers of a bfloat16 checkpoint where fbgemm is built in; bfloat16 on CPUs
     with native bfloat16). ``quant``: ``"int8"`` or ``"int4"`` weights for ``quant_parts`` (text,
     vision, region), quantised tensor by tensor while reading, with the CPU's fastest kernels.
     ``tokenizer`` overrides the checkpoint's tokenizer. ``compile`` runs the vision encoder and

@@ -66,7 +66,7 @@ def test_the_default_follows_the_plan(monkeypatch):
 
 def test_load_formats():
     avx2, bf16 = plan_for(AVX2), plan_for(BF16)
-    assert load_formats(avx2, "bfloat16", dtype_given=False) == {"text": "fp16"}
+    assert load_formats(avx2, "bfloat16", dtype_given=False) == {"text": "fp16", "vision": "fp16"}
     assert load_formats(avx2, "float32", dtype_given=False) == {}  # float16 would round float32 weights
     assert load_formats(avx2, "bfloat16", dtype_given=True) == {}
     assert load_formats(bf16, "bfloat16", dtype_given=False) == {}

@@ -8,6 +8,7 @@ the two Fourier frequency matrices transposed.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -127,37 +128,32 @@ def read_checkpoint(
     mis_shaped: list[str] = []
     bad_dtype: list[str] = []
     for file in files:
-        try:
-            handle = safe_open(str(file), framework="pt", device="cpu")
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise WeightsError(f"{file}: not a readable safetensors file ({exc})") from None
-        with handle:
-            for name in handle.keys():
-                if name.startswith(skip_prefixes):
-                    continue
-                mapped = target_name(name)
-                if mapped is None or mapped[0] not in expected:
-                    unexpected.append(name)
-                    continue
-                target, transposed = mapped
-                try:
-                    tensor = handle.get_tensor(name)
-                except (SafetensorError, OSError, ValueError) as exc:
-                    raise WeightsError(f"{file}: tensor {name} cannot be read ({exc})") from None
-                if not tensor.is_floating_point():
-                    bad_dtype.append(f"{name} ({tensor.dtype})")
-                    continue
-                if transposed:
-                    tensor = tensor.t()
-                if tensor.shape != expected[target]:
-                    mis_shaped.append(f"{name}: file {tuple(tensor.shape)} vs model {tuple(expected[target])}")
-                    continue
-                tensor = tensor.to(device=device, dtype=dtype or tensor.dtype).contiguous()
-                if consume is not None and consume(target, tensor):
-                    consumed.add(target)
-                else:
-                    state[target] = tensor
-                del tensor
+        for name, handle in _windowed(file):
+            if name.startswith(skip_prefixes):
+                continue
+            mapped = target_name(name)
+            if mapped is None or mapped[0] not in expected:
+                unexpected.append(name)
+                continue
+            target, transposed = mapped
+            try:
+                tensor = handle.get_tensor(name)
+            except (SafetensorError, OSError, ValueError) as exc:
+                raise WeightsError(f"{file}: tensor {name} cannot be read ({exc})") from None
+            if not tensor.is_floating_point():
+                bad_dtype.append(f"{name} ({tensor.dtype})")
+                continue
+            if transposed:
+                tensor = tensor.t()
+            if tensor.shape != expected[target]:
+                mis_shaped.append(f"{name}: file {tuple(tensor.shape)} vs model {tuple(expected[target])}")
+                continue
+            tensor = tensor.to(device=device, dtype=dtype or tensor.dtype).contiguous()
+            if consume is not None and consume(target, tensor):
+                consumed.add(target)
+            else:
+                state[target] = tensor
+            del tensor
     missing = sorted(set(expected) - set(state) - consumed - {_strip(n) for n in mis_shaped + bad_dtype})
     problems = []
     if missing:
@@ -172,6 +168,32 @@ def read_checkpoint(
         names = ", ".join(str(f) for f in files)
         raise WeightsError(f"checkpoint {names} does not match the model config:\n  " + "\n  ".join(problems))
     return state
+
+
+MAP_WINDOW = 256 << 20  # bytes read through one mapping of a file before it is opened afresh
+DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+
+
+def _windowed(file: Path):
+    """(name, handle) for every tensor of ``file``. The file is mapped afresh every ``MAP_WINDOW``
+    bytes: pages of a mapping stay resident while it is open, so one mapping for a whole 4 GB file
+    would hold it all in memory beside the converted (or quantised) weights."""
+    try:
+        with safe_open(str(file), framework="pt", device="cpu") as handle:
+            sizes = {}
+            for name in handle.keys():
+                piece = handle.get_slice(name)
+                sizes[name] = math.prod(piece.get_shape()) * DTYPE_BYTES.get(piece.get_dtype(), 8)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{file}: not a readable safetensors file ({exc})") from None
+    names = list(sizes)
+    while names:
+        with safe_open(str(file), framework="pt", device="cpu") as handle:
+            read = 0
+            while names and read < MAP_WINDOW:
+                name = names.pop(0)
+                yield name, handle
+                read += sizes[name]
 
 
 def _strip(entry: str) -> str:

@@ -21,6 +21,9 @@ from .quantize import MODES, PARTS, keeps_float, quantised_linear
 # float16 weights only pay where the bytes do: small layers stay dense (moonlet-nano's are all below)
 FP16_MIN_WEIGHTS = 1 << 20
 EXACT_IN_FP16 = ("bfloat16", "float16")  # stored dtypes whose values float16 holds exactly (in range)
+# Parts whose large layers take float16 weights by default: as fast or faster than float32 in
+# decode and prefill on AVX2 (docs/benchmarks.md), at half the bytes.
+FP16_PARTS = ("text", "vision")
 
 
 def load_formats(
@@ -31,8 +34,8 @@ def load_formats(
     parts: Iterable[str] = ("text",),
 ) -> dict[str, str]:
     """Part name → weight format for loading. ``quant`` (int8 / int4) applies to ``parts``;
-    without it, the plan's ``fp16`` text weights apply when no dtype was asked for and the
-    checkpoint's stored values are exact in float16."""
+    without it, the plan's ``fp16`` weights apply to ``FP16_PARTS`` when no dtype was asked for
+    and the checkpoint's stored values are exact in float16."""
     parts = tuple(parts)
     unknown = set(parts) - set(PARTS)
     if unknown:
@@ -42,7 +45,7 @@ def load_formats(
             raise ValueError(f"unknown quant {quant!r}; use one of {MODES} (or None)")
         return dict.fromkeys(parts, quant)
     if plan.dense.value == "fp16" and not dtype_given and stored_dtype in EXACT_IN_FP16:
-        return {"text": "fp16"}
+        return dict.fromkeys(FP16_PARTS, "fp16")
     return {}
 
 
