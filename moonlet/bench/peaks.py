@@ -125,9 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import resource
 
-    from ..checkpoints.loading import build_model, default_dtype, parse_dtype, read_config, resolve_local
-    from ..quant.dispatch import plan_for
-    from ..quant.formats import load_formats
+    from ..checkpoints.loading import build_planned, read_config, resolve_local
+    from ..quant.formats import weight_formats
 
     parser = argparse.ArgumentParser(prog="python -m moonlet.bench.peaks")
     parser.add_argument("checkpoint")
@@ -135,12 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype")
     args = parser.parse_args(argv)
     resolved = resolve_local(Path(args.checkpoint))
-    config = read_config(resolved, None)
-    device, plan = torch.device("cpu"), plan_for()
-    formats = load_formats(plan, config.dtype, args.dtype is not None, args.quant)
-    build_model(config, resolved.weights, device, parse_dtype(args.dtype, default_dtype(config, device, plan)), formats)
+    model = build_planned(read_config(resolved, None), resolved.weights, torch.device("cpu"), args.dtype, args.quant)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-    print(json.dumps({"peak_rss_bytes": peak, "formats": formats}))
+    print(json.dumps({"peak_rss_bytes": peak, "formats": weight_formats(model)}))
     return 0
 
 

@@ -184,16 +184,28 @@ def load_model(
     resolved = resolve(model, revision)
     model_config = read_config(resolved, config)
     device = torch.device(device) if device is not None else default_device()
-    plan = plan_for(device=device)
-    formats = load_formats(plan, model_config.dtype, dtype is not None, quant, quant_parts)
-    dtype = parse_dtype(dtype, default_dtype(model_config, device, plan))
     try:
-        net = build_model(model_config, resolved.weights, device, dtype, formats)
+        net = build_planned(model_config, resolved.weights, device, dtype, quant, quant_parts)
     except WeightsError as exc:
         raise WeightsError(
             f"{exc}\n  (config: {resolved.config_file or 'given'}, profile {model_config.profile})"
         ) from None
     return net, load_tokenizer(resolved, model_config), resolved
+
+
+def build_planned(
+    config: MoondreamConfig,
+    weights: list[Path],
+    device: torch.device,
+    dtype: str | torch.dtype | None = None,
+    quant: str | None = None,
+    quant_parts=("text",),
+) -> MoondreamModel:
+    """``build_model`` with the dtype and weight formats of the device's kernel plan (``dtype`` and
+    ``quant`` as the user gave them)."""
+    plan = plan_for(device=device)
+    formats = load_formats(plan, config.dtype, dtype is not None, quant, quant_parts)
+    return build_model(config, weights, device, parse_dtype(dtype, default_dtype(config, device, plan)), formats)
 
 
 def load_tokenizer(resolved: ResolvedCheckpoint, config: MoondreamConfig) -> Tokenizer | None:

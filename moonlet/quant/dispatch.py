@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import platform
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -47,8 +48,9 @@ def _arm_flags() -> set[str]:
     return {flag for line in text.splitlines() if line.startswith("Features") for flag in line.split(":")[1].split()}
 
 
+@cache
 def detect_cpu() -> CpuKind:
-    """The CPU this process runs on."""
+    """The CPU this process runs on (read once: every quantised layer asks)."""
     arch = platform.machine()
     capability = torch.backends.cpu.get_cpu_capability()
     probe = getattr(torch, "cpu", None)
