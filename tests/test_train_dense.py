@@ -67,3 +67,35 @@ def test_dense_head_trains_resumes_exactly_and_is_not_exported(dataset, tokenize
     with safe_open(str(exported / "model.safetensors"), "pt") as f:
         assert not any("dense" in k for k in f.keys())
     assert "dense" not in json.loads((exported / "config.json").read_text())["config"]
+
+
+def test_object_share_balances_object_and_background_patches():
+    """With object_share 0.5 the object patches carry half the colour/shape loss, however few."""
+    from moonlet.config import VisionConfig
+    from moonlet.train.dense import DenseHead, batch_targets
+
+    vision = VisionConfig(enc_dim=16, enc_patch_size=4, crop_size=40, enc_n_layers=1, enc_ff_dim=32, enc_n_heads=2)
+    targets = batch_targets([SCENE], vision.grid_size)
+    on_object = targets.shape.flatten() != 0
+    assert 0 < on_object.sum() < on_object.numel() / 2
+    weights = DenseHead(vision, object_share=0.5).patch_weights(targets.shape.flatten())
+    assert torch.isclose(weights[on_object].sum(), torch.tensor(0.5)) and torch.isclose(
+        weights.sum(), torch.tensor(1.0)
+    )
+    assert DenseHead(vision).patch_weights(targets.shape.flatten()) is None
+    # a head that predicts background everywhere loses more once objects weigh half
+    tokens = torch.zeros(1, vision.grid_size**2, vision.enc_dim)
+    plain, balanced = DenseHead(vision), DenseHead(vision, object_share=0.5)
+    with torch.no_grad():
+        for head in (plain, balanced):
+            head.out.bias.zero_()
+            head.out.bias[head.sizes["centre"] + head.sizes["colour"]] = 5.0  # the shape logits' background class
+    plain_loss, balanced_loss = plain.loss(tokens, targets), balanced.loss(tokens, targets)
+    assert balanced_loss["dense_shape"] > 2 * plain_loss["dense_shape"]
+    assert torch.isclose(plain_loss["dense_centre"], balanced_loss["dense_centre"])
+    try:
+        TrainConfig(data="d", out="o", dense_object_share=0.5).validate()
+    except ValueError as error:
+        assert "dense_weight" in str(error)
+    else:
+        raise AssertionError("dense_object_share without the dense head was accepted")

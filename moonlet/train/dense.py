@@ -104,9 +104,12 @@ def batch_targets(scenes: list[dict], grid: int) -> DenseTargets:
 class DenseHead(nn.Module):
     """Vision tokens (B, grid², enc_dim) → per-patch predictions of every target."""
 
-    def __init__(self, config: VisionConfig, seed: int = 0):
+    def __init__(self, config: VisionConfig, seed: int = 0, object_share: float = 0.0):
         super().__init__()
+        if not 0.0 <= object_share < 1.0:
+            raise ValueError(f"dense object share {object_share} must be in [0, 1)")
         self.grid = config.grid_size
+        self.object_share = object_share
         self.sizes = {
             "centre": 1,
             "colour": len(COLOUR_CLASSES),
@@ -130,10 +133,15 @@ class DenseHead(nn.Module):
     def loss(self, tokens: torch.Tensor, targets: DenseTargets) -> dict[str, torch.Tensor]:
         """Each part's mean over the batch's patches; ``dense`` is their sum."""
         pred = self(tokens.float())
+        weights = self.patch_weights(targets.shape.flatten())
         parts = {
             "centre": F.binary_cross_entropy_with_logits(pred["centre"][..., 0], targets.centre),
-            "colour": F.cross_entropy(pred["colour"].flatten(0, 2), targets.colour.flatten()),
-            "shape": F.cross_entropy(pred["shape"].flatten(0, 2), targets.shape.flatten()),
+            "colour": _weighted_mean(
+                F.cross_entropy(pred["colour"].flatten(0, 2), targets.colour.flatten(), reduction="none"), weights
+            ),
+            "shape": _weighted_mean(
+                F.cross_entropy(pred["shape"].flatten(0, 2), targets.shape.flatten(), reduction="none"), weights
+            ),
             "text": F.binary_cross_entropy_with_logits(pred["text"][..., 0], targets.text),
         }
         chosen = targets.at_centre
@@ -143,3 +151,21 @@ class DenseHead(nn.Module):
         out = {f"dense_{k}": v for k, v in parts.items()}
         out["dense"] = sum(parts.values())
         return out
+
+    def patch_weights(self, shape: torch.Tensor) -> torch.Tensor | None:
+        """(N,) weights of the colour and shape losses per patch: ``object_share`` of the total on the
+        patches that hold an object, the rest on the background ones (None: a plain mean). Objects
+        cover a small part of most scenes, so a plain mean spends most of the signal on background."""
+        if not self.object_share:
+            return None
+        on_object = (shape != 0).float()
+        n_object = on_object.sum()
+        n_background = on_object.numel() - n_object
+        if n_object == 0 or n_background == 0:
+            return None
+        return on_object * (self.object_share / n_object) + (1 - on_object) * ((1 - self.object_share) / n_background)
+
+
+def _weighted_mean(losses: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Weights that sum to one, or None for the plain mean."""
+    return losses.mean() if weights is None else (losses * weights).sum()

@@ -43,6 +43,9 @@ class TrainConfig:
     eval_every: int = 200
     eval_images: int = 32
     dense_weight: float = 0.0  # weight of the dense auxiliary loss on the vision tokens (moonlet.train.dense); 0: off
+    # share of the dense colour/shape losses on the patches that hold an object (the rest on background);
+    # 0: a plain mean over patches
+    dense_object_share: float = 0.0
     # A compact copy of the resumable state (float32 weights, bfloat16 moments), overwritten at every
     # save and resumed from when the run directory has none: training across machines and sessions.
     state_dir: str | None = None
@@ -67,6 +70,8 @@ class TrainConfig:
             raise ValueError(
                 f"decay_steps {self.decay_steps} must be in [0, steps - warmup = {self.steps - self.warmup}]"
             )
+        if self.dense_object_share and not self.dense_weight:
+            raise ValueError("dense_object_share needs the dense head: set dense_weight > 0")
         parse_task_weights(self.task_weights)
         return self
 
