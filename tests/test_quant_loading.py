@@ -70,7 +70,14 @@ def test_load_formats():
     assert load_formats(avx2, "float32", dtype_given=False) == {}  # float16 would round float32 weights
     assert load_formats(avx2, "bfloat16", dtype_given=True) == {}
     assert load_formats(bf16, "bfloat16", dtype_given=False) == {}
-    assert load_formats(avx2, "bfloat16", False, "int4", ("text", "region")) == {"text": "int4", "region": "int4"}
+    # the quantised parts take the quant; the others keep the plan's float16 weights
+    assert load_formats(avx2, "bfloat16", False, "int4", ("text", "region")) == {
+        "text": "int4",
+        "vision": "fp16",
+        "region": "int4",
+    }
+    assert load_formats(avx2, "float32", False, "int8") == {"text": "int8"}
+    assert load_formats(bf16, "bfloat16", False, "int8") == {"text": "int8"}
     with pytest.raises(ValueError, match="unknown quant 'int3'"):
         load_formats(avx2, "bfloat16", False, "int3")
     with pytest.raises(ValueError, match="unknown parts"):

@@ -33,20 +33,21 @@ def load_formats(
     quant: str | None = None,
     parts: Iterable[str] = ("text",),
 ) -> dict[str, str]:
-    """Part name → weight format for loading. ``quant`` (int8 / int4) applies to ``parts``;
-    without it, the plan's ``fp16`` weights apply to ``FP16_PARTS`` when no dtype was asked for
-    and the checkpoint's stored values are exact in float16."""
+    """Part name → weight format for loading. The plan's ``fp16`` weights apply to ``FP16_PARTS``
+    when no dtype was asked for and the checkpoint's stored values are exact in float16; ``quant``
+    (int8 / int4) then applies to ``parts`` (an int8 text decoder keeps a float16 vision tower)."""
     parts = tuple(parts)
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"unknown parts {sorted(unknown)} to quantise; use any of {PARTS}")
-    if quant is not None:
-        if quant not in MODES:
-            raise ValueError(f"unknown quant {quant!r}; use one of {MODES} (or None)")
-        return dict.fromkeys(parts, quant)
+    if quant is not None and quant not in MODES:
+        raise ValueError(f"unknown quant {quant!r}; use one of {MODES} (or None)")
+    formats = {}
     if plan.dense.value == "fp16" and not dtype_given and stored_dtype in EXACT_IN_FP16:
-        return dict.fromkeys(FP16_PARTS, "fp16")
-    return {}
+        formats = dict.fromkeys(FP16_PARTS, "fp16")
+    if quant is not None:
+        formats |= dict.fromkeys(parts, quant)
+    return formats
 
 
 def linear_targets(model: nn.Module, formats: Mapping[str, str], group_size: int = 128) -> dict[str, str]:
