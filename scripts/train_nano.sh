@@ -20,7 +20,7 @@ RUN=${1:-runs/nano}
 STATE=${STATE:-training/nano}
 EASY_SCENES=${EASY_SCENES:-8000}
 FULL_SCENES=${FULL_SCENES:-16000}
-SEE_STEPS=${SEE_STEPS:-6000}     # cumulative step counts at the end of each stage
+SEE_STEPS=${SEE_STEPS:-8000}     # cumulative step counts at the end of each stage (see: 6,000 → 8,000 at step 3,837)
 FULL_STEPS=${FULL_STEPS:-20000}
 COOL=${COOL:-600}
 STRETCH_MIN=${STRETCH_MIN:-140}
@@ -50,17 +50,17 @@ stage() {  # stage STEPS [train flags...]: train until the cumulative step count
 }
 
 # see: where things are and what they look like, from scenes where only the picture can tell
-stage "$SEE_STEPS" --data "$RUN/scenes-easy" --dense-weight 1.0 --task-weights "caption=0.3,caption_long=0.1"
+stage "$SEE_STEPS" --data "$RUN/scenes-easy" --dense-weight 1.0 --dense-object-share 0.5 --task-weights "caption=0.3,caption_long=0.1"
 $PY -m moonlet.train.gate "$RUN/train/metrics.jsonl" --stage see dev_point=0.6 dev_qa_color=0.7 dev_qa_shape=0.6
 
 # full: every scene, captions at full weight
-stage "$FULL_STEPS" --data "$RUN/scenes-easy" "$RUN/scenes-full" --dense-weight 0.5 --task-weights "caption=1"
+stage "$FULL_STEPS" --data "$RUN/scenes-easy" "$RUN/scenes-full" --dense-weight 0.5 --dense-object-share 0.5 --task-weights "caption=1"
 $PY -m moonlet.train.gate "$RUN/train/metrics.jsonl" --stage full dev_qa=0.85 dev_point=0.85 dev_map50=0.7
 
 # cool-down branch from a copy of the state, then export
 rm -rf "$RUN/cool" && mkdir -p "$RUN/cool" && cp -r "$STATE" "$RUN/cool/state"
 "${TRAIN[@]}" --out "$RUN/cool/run" --profile moonlet-nano --state-dir "$RUN/cool/state" --resume \
-  --data "$RUN/scenes-easy" "$RUN/scenes-full" --dense-weight 0.5 --task-weights "caption=1" \
+  --data "$RUN/scenes-easy" "$RUN/scenes-full" --dense-weight 0.5 --dense-object-share 0.5 --task-weights "caption=1" \
   --batch-size 16 --rows-per-image 16 --lr 1.5e-3 --lr-projection 3e-3 --warmup 300 --schedule wsd \
   --steps "$((FULL_STEPS + COOL))" --decay-steps "$COOL" --bin-sigma 4 --save-every 0 --eval-every 0 --log-every 25 \
   --device cpu

@@ -33,6 +33,8 @@ VARIANTS: dict[str, dict] = {
     "v3-256": {"crop_size": 256},
     "v3-wide": {"stem_channels": (48, 96)},
     "v3-256-wide": {"crop_size": 256, "stem_channels": (48, 96)},
+    "conv3": {"stem_channels": (32, 64, 128)},  # 8x down, then 2x2 patches: wider receptive fields
+    "conv4": {"stem_channels": (32, 64, 128, 128)},  # 16x down: each token one stem cell
 }
 # Size buckets: the box's longer side as a share of the image.
 SIZE_BUCKETS = ((0.08, "tiny"), (0.16, "small"), (0.3, "medium"), (1.01, "large"))
