@@ -88,6 +88,7 @@ class VisionConfig:
     # what remains of each patch; "linear": one projection of the raw patch.
     stem: str = "linear"
     stem_channels: tuple[int, ...] = ()
+    stem_depth: int = 1  # 3x3 convolutions per stem stage: the stride-2 one, then residual stride-1 ones
     coord_channels: bool = False  # append the normalised x and y of each pixel as two channels (CoordConv)
     patch_norm: bool = False  # LayerNorm on the patch features before the position table is added
     # "learned": a trained table only; "sincos": a fixed 2-D sin-cos table (unit scale) plus the trained one.
@@ -144,6 +145,8 @@ class VisionConfig:
             raise ConfigError(f"vision.stem must be one of {STEM_KINDS}, got {self.stem!r}")
         if (self.stem == "conv") != bool(self.stem_channels):
             raise ConfigError("vision.stem_channels must be given exactly when vision.stem is 'conv'")
+        if self.stem_depth < 1:
+            raise ConfigError(f"vision.stem_depth must be at least 1, got {self.stem_depth}")
         if self.enc_patch_size % self.stem_stride:
             raise ConfigError(
                 f"vision.enc_patch_size {self.enc_patch_size} is not a multiple of the conv stem's stride "

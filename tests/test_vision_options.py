@@ -21,6 +21,7 @@ NANO = PROFILES["moonlet-nano"]
 ALL_ON = {
     "stem": "conv",
     "stem_channels": (8, 16),
+    "stem_depth": 2,
     "enc_patch_size": 16,
     "crop_size": 64,
     "coord_channels": True,
@@ -34,6 +35,7 @@ def nano_with(**vision) -> moonlet.MoondreamConfig:
     plain = {
         "stem": "linear",
         "stem_channels": (),
+        "stem_depth": 1,
         "enc_patch_size": 14,
         "crop_size": 140,
         "coord_channels": False,
@@ -75,6 +77,7 @@ def test_every_option_together_gives_the_patch_grid_and_trains():
     assert features.shape == (2, 16, config.vision.enc_dim)
     features.square().mean().backward()
     assert all(p.grad is not None for p in model.vision.stem.parameters())
+    assert len(model.vision.stem.refine[1]) == 1  # stem_depth 2: one residual stride-1 conv per stage
     # the fixed table reaches the tokens: moving it changes the output
     before = model.vision(pixels).detach()
     model.vision.pos_fixed.mul_(0)
@@ -90,6 +93,7 @@ def test_options_round_trip_through_config_json(tmp_path):
     save_pretrained(moonlet.Moondream(model, tokenizer), tmp_path / "m")
     vision = json.loads((tmp_path / "m" / "config.json").read_text())["config"]["vision"]
     assert vision["stem"] == "conv" and vision["stem_channels"] == [8, 16] and vision["position_table"] == "sincos"
+    assert vision["stem_depth"] == 2
     loaded = moonlet.load(tmp_path / "m", device="cpu", dtype="float32")
     assert loaded.config.vision == model.config.vision
     pixels = torch.randn(1, 3, 64, 64)
@@ -104,6 +108,7 @@ def test_options_round_trip_through_config_json(tmp_path):
         ({"stem_channels": (8,)}, "stem_channels must be given"),
         ({"stem": "conv", "stem_channels": (8, 8, 8), "enc_patch_size": 14, "crop_size": 140}, "not a multiple"),
         ({"position_table": "rope"}, "position_table must be one of"),
+        ({**ALL_ON, "stem_depth": 0}, "stem_depth must be"),
     ],
 )
 def test_bad_options_are_named(changes, message):

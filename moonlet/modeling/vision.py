@@ -53,7 +53,9 @@ def sincos_table(grid: int, dim: int) -> torch.Tensor:
 
 
 class ConvStem(nn.Module):
-    """Stride-2 3x3 convolutions with GELU between them: (N, C, S, S) → (N, C', S/2^k, S/2^k)."""
+    """Stages of 3x3 convolutions, GELU between them: (N, C, S, S) → (N, C', S/2^k, S/2^k). Each
+    stage is a stride-2 convolution to its width, then ``stem_depth - 1`` residual stride-1 ones
+    (x + conv(gelu(x))) that look again at the same resolution."""
 
     def __init__(self, config: VisionConfig):
         super().__init__()
@@ -61,10 +63,16 @@ class ConvStem(nn.Module):
         self.convs = nn.ModuleList(
             nn.Conv2d(a, b, kernel_size=3, stride=2, padding=1) for a, b in zip(widths[:-1], widths[1:])
         )
+        self.refine = nn.ModuleList(
+            nn.ModuleList(nn.Conv2d(b, b, kernel_size=3, padding=1) for _ in range(config.stem_depth - 1))
+            for b in widths[1:]
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for index, conv in enumerate(self.convs):
+        for index, (conv, refine) in enumerate(zip(self.convs, self.refine)):
             x = conv(x)
+            for residual in refine:
+                x = x + residual(F.gelu(x, approximate="tanh"))
             if index < len(self.convs) - 1:
                 x = F.gelu(x, approximate="tanh")
         return x

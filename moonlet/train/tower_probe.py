@@ -35,6 +35,9 @@ VARIANTS: dict[str, dict] = {
     "v3-256-wide": {"crop_size": 256, "stem_channels": (48, 96)},
     "conv3": {"stem_channels": (32, 64, 128)},  # 8x down, then 2x2 patches: wider receptive fields
     "conv4": {"stem_channels": (32, 64, 128, 128)},  # 16x down: each token one stem cell
+    "deep2": {"stem_depth": 2},  # a residual stride-1 convolution after each stride-2 one
+    "deep3": {"stem_depth": 3},
+    "conv3-deep2": {"stem_channels": (32, 64, 128), "stem_depth": 2},
 }
 # Size buckets: the box's longer side as a share of the image.
 SIZE_BUCKETS = ((0.08, "tiny"), (0.16, "small"), (0.3, "medium"), (1.01, "large"))
