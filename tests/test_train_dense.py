@@ -99,3 +99,24 @@ def test_object_share_balances_object_and_background_patches():
         assert "dense_weight" in str(error)
     else:
         raise AssertionError("dense_object_share without the dense head was accepted")
+
+
+def test_glyph_targets_follow_the_rendered_text():
+    """Each letter's patch follows where the renderer drew it, turned or not."""
+    from moonlet.data.fonts import available_fonts, text_layout
+    from moonlet.train.dense import GLYPH_INDEX, glyph_targets
+
+    font = available_fonts()[0]
+    for angle in (0.0, 90.0):
+        alpha, _ = text_layout("AB 7", font, 20, angle)
+        h, w = alpha.shape
+        scene = {"width": 200, "height": 200, "texts": [{"text": "AB 7", "font": font, "size": 20, "angle": angle}]}
+        scene["texts"][0]["box"] = [60, 80, 60 + w, 80 + h]
+        targets = glyph_targets(scene, grid=20)  # 10-px patches
+        cells = {char: tuple(targets[..., GLYPH_INDEX[char]].nonzero()[0].tolist()) for char in "AB7"}
+        assert targets.sum() == 3  # the space has no ink
+        rows, cols = zip(*cells.values())
+        if angle == 0:  # one row, left to right, inside the box
+            assert len(set(rows)) == 1 and cols[0] < cols[1] < cols[2] and 6 <= cols[0] and cols[2] < (60 + w) / 10 + 1
+        else:  # turned counter-clockwise: bottom to top, one column
+            assert len(set(cols)) == 1 and rows[0] > rows[1] > rows[2]

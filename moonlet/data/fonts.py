@@ -4,6 +4,7 @@ built-in font. Nothing is bundled or downloaded."""
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 
 import numpy as np
@@ -98,14 +99,41 @@ def load_font(name: str, size: int):
 
 def text_alpha(text: str, font_name: str, size: int, angle: float) -> np.ndarray:
     """Coverage (uint8) of ``text`` drawn in white and turned ``angle`` degrees, cropped tight."""
+    return text_layout(text, font_name, size, angle)[0]
+
+
+def text_layout(
+    text: str, font_name: str, size: int, angle: float
+) -> tuple[np.ndarray, list[tuple[float, float] | None]]:
+    """``text_alpha``'s coverage, and the centre (x, y) of each character's ink in its pixel
+    coordinates (continuous: pixel (i, j) spans [i, i + 1)); None for characters without ink."""
     font = load_font(font_name, size)
     left, top, right, bottom = font.getbbox(text)
     pad = 2
     canvas = Image.new("L", (int(right - left) + 2 * pad, int(bottom - top) + 2 * pad), 0)
-    ImageDraw.Draw(canvas).text((pad - left, pad - top), text, fill=255, font=font)
+    origin = (pad - left, pad - top)
+    ImageDraw.Draw(canvas).text(origin, text, fill=255, font=font)
+    centres: list[tuple[float, float] | None] = []
+    for index, char in enumerate(text):
+        ink = font.getbbox(char)
+        if char.isspace() or ink[2] <= ink[0]:
+            centres.append(None)
+            continue
+        advance = font.getlength(text[:index])
+        centres.append((origin[0] + advance + (ink[0] + ink[2]) / 2, origin[1] + (ink[1] + ink[3]) / 2))
     if angle:
+        before = canvas.size
         canvas = canvas.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True)
+        centres = [None if c is None else _rotated(c, before, canvas.size, angle) for c in centres]
     box = canvas.getbbox()
     if box is not None:
         canvas = canvas.crop(box)
-    return np.asarray(canvas, dtype=np.uint8)
+        centres = [None if c is None else (c[0] - box[0], c[1] - box[1]) for c in centres]
+    return np.asarray(canvas, dtype=np.uint8), centres
+
+
+def _rotated(point: tuple[float, float], before: tuple[int, int], after: tuple[int, int], angle: float):
+    """Where ``Image.rotate(angle, expand=True)`` (counter-clockwise about the centre) moves ``point``."""
+    t = math.radians(angle)
+    dx, dy = point[0] - before[0] / 2, point[1] - before[1] / 2
+    return (after[0] / 2 + dx * math.cos(t) + dy * math.sin(t), after[1] / 2 - dx * math.sin(t) + dy * math.cos(t))

@@ -5,7 +5,9 @@ Each patch of the (single-crop) patch grid predicts, from its own vision token:
 - ``colour`` / ``shape``: the class of the topmost object covering the patch centre, or background;
 - ``text``: whether the patch centre lies in a rendered text's box;
 - ``offset`` / ``size``: at the patch holding an object's centre, the centre's place inside the
-  patch and the object's box width and height (L1).
+  patch and the object's box width and height (L1);
+- ``glyph`` (optional): on the patches of a text's box, which characters have their centre in the
+  patch (multi-label binary cross-entropy over letters and digits), so the tower learns to read.
 
 The head is a module of the training wrapper, not of the model: exports never contain it. It
 teaches the tower colour, shape and place directly, instead of only through the decoder.
@@ -13,7 +15,9 @@ teaches the tower colour, shape and place directly, instead of only through the 
 
 from __future__ import annotations
 
+import functools
 import json
+import string
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +27,13 @@ from torch.nn import functional as F
 
 from ..config import VisionConfig
 from ..data.config import SHAPES
+from ..data.fonts import text_layout
 from ..data.palette import COLOURS
 
 COLOUR_CLASSES = ("background", *COLOURS)
 SHAPE_CLASSES = ("background", *SHAPES)
+GLYPH_CLASSES = string.digits + string.ascii_uppercase + string.ascii_lowercase
+GLYPH_INDEX = {char: index for index, char in enumerate(GLYPH_CLASSES)}
 HEAT_SIGMA = 0.75  # patches
 
 
@@ -54,13 +61,15 @@ class DenseTargets:
     at_centre: torch.Tensor  # bool: the patch holds an object's centre
     offset: torch.Tensor
     size: torch.Tensor
+    glyphs: torch.Tensor | None = None  # (B, grid, grid, len(GLYPH_CLASSES)) multi-hot, when asked for
 
     def to(self, device) -> DenseTargets:
-        return DenseTargets(**{k: v.to(device) for k, v in self.__dict__.items()})
+        return DenseTargets(**{k: None if v is None else v.to(device) for k, v in self.__dict__.items()})
 
 
-def scene_targets(scene: dict, grid: int) -> dict[str, torch.Tensor]:
-    """One scene's targets on a grid × grid patch grid (the crop stretches the whole image)."""
+def scene_targets(scene: dict, grid: int, glyphs: bool = False) -> dict[str, torch.Tensor]:
+    """One scene's targets on a grid × grid patch grid (the crop stretches the whole image);
+    ``glyphs``: also the characters per patch (needs the scene's texts with font, size and angle)."""
     centres = (torch.arange(grid, dtype=torch.float32) + 0.5) / grid  # patch centres, normalised
     ys, xs = torch.meshgrid(centres, centres, indexing="ij")
     colour = torch.zeros(grid, grid, dtype=torch.long)
@@ -85,7 +94,7 @@ def scene_targets(scene: dict, grid: int) -> dict[str, torch.Tensor]:
     for item in scene.get("texts", []):
         x0, y0, x1, y1 = item["box_norm"]
         text[(xs >= x0) & (xs <= x1) & (ys >= y0) & (ys <= y1)] = 1.0
-    return {
+    out = {
         "centre": heat,
         "colour": colour,
         "shape": shape,
@@ -94,22 +103,47 @@ def scene_targets(scene: dict, grid: int) -> dict[str, torch.Tensor]:
         "offset": offset,
         "size": size,
     }
+    if glyphs:
+        out["glyphs"] = glyph_targets(scene, grid)
+    return out
 
 
-def batch_targets(scenes: list[dict], grid: int) -> DenseTargets:
-    per_scene = [scene_targets(scene, grid) for scene in scenes]
+@functools.lru_cache(maxsize=8192)
+def _glyph_centres(text: str, font: str, size: int, angle: float) -> tuple:
+    return tuple(text_layout(text, font, size, angle)[1])
+
+
+def glyph_targets(scene: dict, grid: int) -> torch.Tensor:
+    """(grid, grid, len(GLYPH_CLASSES)): 1 where a letter or digit has its ink centre in the patch."""
+    out = torch.zeros(grid, grid, len(GLYPH_CLASSES))
+    for item in scene.get("texts", []):
+        x0, y0 = item["box"][:2]
+        for char, centre in zip(item["text"], _glyph_centres(item["text"], item["font"], item["size"], item["angle"])):
+            if centre is None or char not in GLYPH_INDEX:
+                continue
+            gx = min(max(int((x0 + centre[0]) / scene["width"] * grid), 0), grid - 1)
+            gy = min(max(int((y0 + centre[1]) / scene["height"] * grid), 0), grid - 1)
+            out[gy, gx, GLYPH_INDEX[char]] = 1.0
+    return out
+
+
+def batch_targets(scenes: list[dict], grid: int, glyphs: bool = False) -> DenseTargets:
+    per_scene = [scene_targets(scene, grid, glyphs) for scene in scenes]
     return DenseTargets(**{key: torch.stack([t[key] for t in per_scene]) for key in per_scene[0]})
 
 
 class DenseHead(nn.Module):
     """Vision tokens (B, grid², enc_dim) → per-patch predictions of every target."""
 
-    def __init__(self, config: VisionConfig, seed: int = 0, object_share: float = 0.0):
+    def __init__(self, config: VisionConfig, seed: int = 0, object_share: float = 0.0, glyph_weight: float = 0.0):
         super().__init__()
         if not 0.0 <= object_share < 1.0:
             raise ValueError(f"dense object share {object_share} must be in [0, 1)")
+        if glyph_weight < 0:
+            raise ValueError(f"dense glyph weight {glyph_weight} must be >= 0")
         self.grid = config.grid_size
         self.object_share = object_share
+        self.glyph_weight = glyph_weight
         self.sizes = {
             "centre": 1,
             "colour": len(COLOUR_CLASSES),
@@ -124,6 +158,20 @@ class DenseHead(nn.Module):
         with torch.no_grad():
             self.out.weight.copy_(torch.randn(self.out.weight.shape, generator=generator) * 0.02)
             self.out.bias.zero_()
+        # a head of its own (not a slice of ``out``): runs without glyphs keep their parameter shapes
+        self.glyph_out = nn.Linear(config.enc_dim, len(GLYPH_CLASSES)) if glyph_weight else None
+        if self.glyph_out is not None:
+            with torch.no_grad():
+                self.glyph_out.weight.copy_(torch.randn(self.glyph_out.weight.shape, generator=generator) * 0.02)
+                self.glyph_out.bias.zero_()
+
+    @property
+    def reads_glyphs(self) -> bool:
+        return self.glyph_out is not None
+
+    def glyph_logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, grid², enc_dim) → (B, grid, grid, len(GLYPH_CLASSES))."""
+        return self.glyph_out(self.norm(tokens)).view(tokens.shape[0], self.grid, self.grid, -1)
 
     def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         b = tokens.shape[0]
@@ -131,7 +179,8 @@ class DenseHead(nn.Module):
         return dict(zip(self.sizes, flat.split(list(self.sizes.values()), dim=-1)))
 
     def loss(self, tokens: torch.Tensor, targets: DenseTargets) -> dict[str, torch.Tensor]:
-        """Each part's mean over the batch's patches; ``dense`` is their sum."""
+        """Each part's mean over the batch's patches (glyphs: over the patches of text boxes, summed
+        over characters); ``dense`` is their sum, glyphs weighted by ``glyph_weight``."""
         pred = self(tokens.float())
         weights = self.patch_weights(targets.shape.flatten())
         parts = {
@@ -148,8 +197,15 @@ class DenseHead(nn.Module):
         if chosen.any():
             parts["offset"] = F.l1_loss(pred["offset"][chosen].sigmoid(), targets.offset[chosen])
             parts["size"] = F.l1_loss(pred["size"][chosen].sigmoid(), targets.size[chosen])
+        dense = sum(parts.values())
+        on_text = targets.text > 0.5
+        if self.reads_glyphs and targets.glyphs is not None and on_text.any():
+            logits = self.glyph_logits(tokens.float())[on_text]  # text patches, glyph classes
+            bce = F.binary_cross_entropy_with_logits(logits, targets.glyphs[on_text], reduction="none")
+            parts["glyph"] = bce.sum(-1).mean()
+            dense = dense + self.glyph_weight * parts["glyph"]
         out = {f"dense_{k}": v for k, v in parts.items()}
-        out["dense"] = sum(parts.values())
+        out["dense"] = dense
         return out
 
     def patch_weights(self, shape: torch.Tensor) -> torch.Tensor | None:

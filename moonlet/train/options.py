@@ -46,6 +46,8 @@ class TrainConfig:
     # share of the dense colour/shape losses on the patches that hold an object (the rest on background);
     # 0: a plain mean over patches
     dense_object_share: float = 0.0
+    # weight of the per-patch glyph loss (which letters and digits lie in each text patch); 0: no glyph head
+    dense_glyph_weight: float = 0.0
     # A compact copy of the resumable state (float32 weights, bfloat16 moments), overwritten at every
     # save and resumed from when the run directory has none: training across machines and sessions.
     state_dir: str | None = None
@@ -70,8 +72,9 @@ class TrainConfig:
             raise ValueError(
                 f"decay_steps {self.decay_steps} must be in [0, steps - warmup = {self.steps - self.warmup}]"
             )
-        if self.dense_object_share and not self.dense_weight:
-            raise ValueError("dense_object_share needs the dense head: set dense_weight > 0")
+        for name in ("dense_object_share", "dense_glyph_weight"):
+            if getattr(self, name) and not self.dense_weight:
+                raise ValueError(f"{name} needs the dense head: set dense_weight > 0")
         parse_task_weights(self.task_weights)
         return self
 

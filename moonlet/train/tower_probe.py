@@ -59,7 +59,7 @@ def train_tower(args: argparse.Namespace, vision_config) -> tuple[VisionEncoder,
     """The tower (initialised as a from-scratch model is) and the head, trained on the dense loss."""
     base = PROFILES["moonlet-nano"]
     tower = build_random(replace(base, vision=vision_config), seed=args.seed).vision
-    head = DenseHead(vision_config, args.seed, object_share=args.object_share)
+    head = DenseHead(vision_config, args.seed, object_share=args.object_share, glyph_weight=args.glyph_weight)
     pixels, scenes = load_scenes(Path(args.train), vision_config, args.train_scenes)
     params = [p for n, p in tower.named_parameters() if not n.startswith("proj_mlp")] + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.95), weight_decay=0.01)
@@ -69,7 +69,7 @@ def train_tower(args: argparse.Namespace, vision_config) -> tuple[VisionEncoder,
         for group in optimizer.param_groups:
             group["lr"] = args.lr * min(1.0, (step + 1) / 100)
         chosen = np.sort(order.choice(len(scenes), args.batch_size, replace=False))
-        targets = batch_targets([scenes[i] for i in chosen], vision_config.grid_size)
+        targets = batch_targets([scenes[i] for i in chosen], vision_config.grid_size, glyphs=head.reads_glyphs)
         loss = head.loss(tower(normalize(pixels[chosen])), targets)["dense"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -80,13 +80,23 @@ def train_tower(args: argparse.Namespace, vision_config) -> tuple[VisionEncoder,
 
 @torch.no_grad()
 def size_scores(tower: VisionEncoder, head: DenseHead, data: Path, vision_config) -> dict:
-    """Shape and colour accuracy at each object's centre patch, per size bucket and overall."""
+    """Shape and colour accuracy at each object's centre patch, per size bucket and overall; with a
+    glyph head, ``glyph_top1``: the share of patches holding a character whose most likely glyph
+    is one of them."""
     tower.eval()
     pixels, scenes = load_scenes(data, vision_config)
     grid = vision_config.grid_size
     hits: dict[str, list[int]] = {}
+    glyph_hits = glyph_patches = 0
     for start in range(0, len(scenes), 32):
-        pred = head(tower(normalize(pixels[start : start + 32])))
+        tokens = tower(normalize(pixels[start : start + 32]))
+        pred = head(tokens)
+        if head.reads_glyphs:
+            truth = batch_targets(scenes[start : start + 32], grid, glyphs=True).glyphs  # B, g, g, classes
+            holding = truth.sum(-1) > 0
+            best = head.glyph_logits(tokens).argmax(-1, keepdim=True)
+            glyph_hits += int(truth.gather(-1, best)[..., 0][holding].sum())
+            glyph_patches += int(holding.sum())
         for index, scene in enumerate(scenes[start : start + 32]):
             for obj in scene["objects"]:
                 cx, cy = obj["point_norm"]
@@ -103,6 +113,9 @@ def size_scores(tower: VisionEncoder, head: DenseHead, data: Path, vision_config
         out[f"shape_{key}"] = round(shape_ok / n, 3)
         out[f"colour_{key}"] = round(colour_ok / n, 3)
         out[f"objects_{key}"] = n
+    if glyph_patches:
+        out["glyph_top1"] = round(glyph_hits / glyph_patches, 3)
+        out["glyph_patches"] = glyph_patches
     return out
 
 
@@ -117,6 +130,7 @@ def run_variant(args: argparse.Namespace, variant: str) -> dict:
         "train_scenes": args.train_scenes,
         "batch_size": args.batch_size,
         "object_share": args.object_share,
+        "glyph_weight": args.glyph_weight,
         "train_s": round(seconds, 1),
         "threads": torch.get_num_threads(),
         "cpu": torch.backends.cpu.get_cpu_capability(),
@@ -136,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1.5e-3)
     parser.add_argument("--object-share", type=float, default=0.5, help="dense loss share on object patches")
+    parser.add_argument("--glyph-weight", type=float, default=0.0, help="weight of the glyph loss (0: none)")
     parser.add_argument("--train-scenes", type=int, default=4000, help="scenes of --train kept in memory")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="append one JSON line per variant here")

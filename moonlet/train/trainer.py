@@ -64,7 +64,9 @@ class Trainer:
             if model.config.vision.crop_scheme != "single":
                 raise ValueError("dense_weight needs a single-crop model (vision.crop_scheme 'single')")
             self.truth = read_truth(config.data)
-            self.dense_head = DenseHead(model.config.vision, config.seed, config.dense_object_share).to(self.device)
+            self.dense_head = DenseHead(
+                model.config.vision, config.seed, config.dense_object_share, config.dense_glyph_weight
+            ).to(self.device)
         self.module: nn.Module = TrainingModule(model, self.weights, self.dense_head)
         # every parameter of the run by name: the model's, then the training-only head's
         self.parameters_by_name = dict(model.named_parameters())
@@ -125,7 +127,9 @@ class Trainer:
             )
             if self.dense_head is not None:
                 batch.dense = batch_targets(
-                    [self._truth(self.groups[i]) for i in indices], self.model.config.vision.grid_size
+                    [self._truth(self.groups[i]) for i in indices],
+                    self.model.config.vision.grid_size,
+                    glyphs=self.dense_head.reads_glyphs,
                 )
             yield batch.to(self.device)
 
