@@ -13,7 +13,6 @@ caps every decoder skill that needs it (shape questions, counting by shape, dete
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -26,6 +25,7 @@ from ..modeling.init import build_random
 from ..modeling.vision import VisionEncoder
 from ..profiles import PROFILES
 from .dense import COLOUR_CLASSES, SHAPE_CLASSES, DenseHead, batch_targets, read_truth
+from .probe import report_variants
 
 # Vision options per variant over the moonlet-nano profile's tower ("v3" is the profile's own).
 VARIANTS: dict[str, dict] = {
@@ -154,13 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-scenes", type=int, default=4000, help="scenes of --train kept in memory")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="append one JSON line per variant here")
-    args = parser.parse_args(argv)
-    for variant in args.variant:
-        line = json.dumps(run_variant(args, variant))
-        print(line, flush=True)
-        if args.out:
-            with open(args.out, "a") as f:
-                f.write(line + "\n")
+    report_variants(parser.parse_args(argv), run_variant)
     return 0
 
 
