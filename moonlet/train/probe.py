@@ -212,15 +212,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe-fit", type=int, default=1500, help="training scenes the linear probes are fitted on")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="append one JSON line per variant here")
-    args = parser.parse_args(argv)
+    report_variants(parser.parse_args(argv), run_variant)
+    return 0
+
+
+def report_variants(args: argparse.Namespace, run) -> None:
+    """``run(args, variant)`` for each ``args.variant``: one JSON line each, printed and appended to ``args.out``."""
     for variant in args.variant:
-        result = run_variant(args, variant)
-        line = json.dumps(result)
+        line = json.dumps(run(args, variant))
         print(line, flush=True)
         if args.out:
             with open(args.out, "a") as f:
                 f.write(line + "\n")
-    return 0
 
 
 if __name__ == "__main__":
