@@ -120,3 +120,47 @@ def test_glyph_targets_follow_the_rendered_text():
             assert len(set(rows)) == 1 and cols[0] < cols[1] < cols[2] and 6 <= cols[0] and cols[2] < (60 + w) / 10 + 1
         else:  # turned counter-clockwise: bottom to top, one column
             assert len(set(cols)) == 1 and rows[0] > rows[1] > rows[2]
+
+
+def test_a_resumed_run_may_add_the_glyph_head_but_not_model_parameters(dataset, tokenizer, tmp_path):  # noqa: F811
+    """Resuming with --dense-glyph-weight adds a fresh glyph head; everything saved comes back."""
+    import pytest
+
+    from moonlet.train.checkpoint import load_training_state
+
+    def trainer(out, steps, glyph_weight=0.0):
+        config = TrainConfig(
+            data=str(dataset),
+            out=str(out),
+            steps=steps,
+            batch_size=2,
+            warmup=1,
+            schedule="wsd",
+            save_every=2,
+            eval_every=0,
+            progress=False,
+            dense_weight=1.0,
+            dense_glyph_weight=glyph_weight,
+            rows_per_image=2,
+        )
+        return Trainer(tiny_model(tokenizer), tokenizer, config)
+
+    first = trainer(tmp_path / "run", 2)
+    first.fit()
+    resumed = trainer(tmp_path / "run", 3, glyph_weight=1.0)
+    fresh_glyph = resumed.dense_head.glyph_out.weight.detach().clone()
+    resumed.resume()
+    assert resumed.step == 2
+    for name, param in first.parameters_by_name.items():
+        assert torch.equal(resumed.parameters_by_name[name], param), name
+    assert torch.equal(resumed.dense_head.glyph_out.weight, fresh_glyph)
+    history = resumed.fit()
+    assert history and resumed.step == 3
+    # a model parameter the checkpoint lacks is still refused
+    with pytest.raises(ValueError, match="does not fit this run"):
+        load_training_state(
+            tmp_path / "run" / "checkpoint-0000002",
+            {**first.parameters_by_name, "text.extra": torch.nn.Parameter(torch.zeros(1))},
+            first.optimizer,
+            lambda name: name.startswith("dense_head."),
+        )

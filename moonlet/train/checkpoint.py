@@ -7,7 +7,7 @@ go to JSON.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -61,15 +61,23 @@ def latest_checkpoint(out: Path) -> Path | None:
 
 
 def load_training_state(
-    directory: Path, params: Mapping[str, torch.nn.Parameter], optimizer: torch.optim.Optimizer
+    directory: Path,
+    params: Mapping[str, torch.nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    may_be_new: Callable[[str], bool] = lambda name: False,
 ) -> dict:
-    """Restore weights, optimizer and RNG in place; returns the trainer state (with ``step``)."""
+    """Restore weights, optimizer and RNG in place; returns the trainer state (with ``step``).
+
+    Parameters the checkpoint lacks are an error unless ``may_be_new(name)`` (e.g. a training-only
+    head added to a resumed run): those keep their fresh values and start with empty optimizer
+    state. Optimizer groups are matched by name, so such a parameter may join a saved group."""
     trainable = load_file(str(directory / "trainable.safetensors"))
     missing = sorted(n for n, p in params.items() if p.requires_grad and n not in trainable)
     unknown = sorted(set(trainable) - set(params))
-    if missing or unknown:
+    refused = [n for n in missing if not may_be_new(n)]
+    if refused or unknown:
         raise ValueError(
-            f"checkpoint {directory} does not fit this run: missing {missing[:5]}, unexpected {unknown[:5]}"
+            f"checkpoint {directory} does not fit this run: missing {refused[:5]}, unexpected {unknown[:5]}"
         )
     with torch.no_grad():
         for name, tensor in trainable.items():
@@ -77,17 +85,22 @@ def load_training_state(
     state = json.loads((directory / "trainer_state.json").read_text())
     tensors = load_file(str(directory / "optimizer.safetensors"))
     torch.set_rng_state(tensors.pop("rng.torch"))
-    index = {}
+    names = {id(p): n for n, p in params.items()}
+    saved_groups = {group["name"]: group for group in state["param_groups"]}
+    index: dict[str, int] = {}
     groups = []
-    for group in state["param_groups"]:
-        ids = []
-        for name in group["params"]:
-            index[name] = len(index)
-            ids.append(index[name])
-        groups.append(group | {"params": ids})
+    for group in optimizer.param_groups:  # this run's groups, with the saved hyper-parameters
+        members = [names[id(p)] for p in group["params"]]
+        saved = saved_groups.get(group.get("name"))
+        if saved is None and not all(n in missing for n in members):
+            raise ValueError(f"checkpoint {directory} has no optimizer group {group.get('name')!r}")
+        settings = {k: v for k, v in (saved or group).items() if k != "params"}
+        groups.append(settings | {"params": [index.setdefault(n, len(index)) for n in members]})
     per_param: dict[int, dict] = {}
     for key, tensor in tensors.items():
         name, field = key.split("::")
+        if name not in index:
+            raise ValueError(f"checkpoint {directory} has optimizer state for {name}, which this run does not train")
         # moments stored in a smaller dtype come back in the parameter's (step counts stay as they are)
         dtype = params[name].dtype if field != "step" and tensor.is_floating_point() else tensor.dtype
         per_param.setdefault(index[name], {})[field] = tensor.to(params[name].device, dtype)

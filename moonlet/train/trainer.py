@@ -150,7 +150,10 @@ class Trainer:
             checkpoint = Path(self.config.state_dir)
         if checkpoint is None:
             return False
-        state = load_training_state(checkpoint, self.parameters_by_name, self.optimizer)
+        # the training-only dense head may gain parts (e.g. glyphs) when a run resumes; the model may not
+        state = load_training_state(
+            checkpoint, self.parameters_by_name, self.optimizer, lambda name: name.startswith("dense_head.")
+        )
         self.step = state["step"]
         return True
 
