@@ -155,15 +155,11 @@ class DenseHead(nn.Module):
         self.norm = nn.LayerNorm(config.enc_dim)
         self.out = nn.Linear(config.enc_dim, sum(self.sizes.values()))
         generator = torch.Generator().manual_seed(seed)  # the same head for the same seed, whatever ran before
-        with torch.no_grad():
-            self.out.weight.copy_(torch.randn(self.out.weight.shape, generator=generator) * 0.02)
-            self.out.bias.zero_()
+        _init_linear(self.out, generator)
         # a head of its own (not a slice of ``out``): runs without glyphs keep their parameter shapes
         self.glyph_out = nn.Linear(config.enc_dim, len(GLYPH_CLASSES)) if glyph_weight else None
         if self.glyph_out is not None:
-            with torch.no_grad():
-                self.glyph_out.weight.copy_(torch.randn(self.glyph_out.weight.shape, generator=generator) * 0.02)
-                self.glyph_out.bias.zero_()
+            _init_linear(self.glyph_out, generator)
 
     @property
     def reads_glyphs(self) -> bool:
@@ -220,6 +216,13 @@ class DenseHead(nn.Module):
         if n_object == 0 or n_background == 0:
             return None
         return on_object * (self.object_share / n_object) + (1 - on_object) * ((1 - self.object_share) / n_background)
+
+
+@torch.no_grad()
+def _init_linear(layer: nn.Linear, generator: torch.Generator) -> None:
+    """N(0, 0.02) weights from ``generator`` (the same head for the same seed), zero bias."""
+    layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * 0.02)
+    layer.bias.zero_()
 
 
 def _weighted_mean(losses: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
