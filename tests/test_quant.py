@@ -56,6 +56,41 @@ def test_int4_weights_and_nibbles_round_trip():
     assert ((approx - w).abs() <= scale.repeat_interleave(64, dim=1) / 2 + 1e-6).all()
 
 
+def test_quantising_in_blocks_of_rows_equals_quantising_at_once(monkeypatch):
+    """Large layers are quantised a block of rows at a time (no float32 copy of the whole head)."""
+    from moonlet.quant import kernels
+
+    w = torch.randn(40, 256, dtype=torch.bfloat16)
+    whole8, whole4 = int8_weights(w), int4_weights(w, 128)
+    monkeypatch.setattr(kernels, "DEQUANT_BLOCK", 256 * 16)  # 16 rows per block: 3 blocks
+    for whole, blocked in ((whole8, int8_weights(w)), (whole4, int4_weights(w, 128))):
+        assert all(torch.equal(a, b) for a, b in zip(whole, blocked))
+    assert whole8[1].dtype == whole4[1].dtype == torch.float32  # scales in float32 from bfloat16 weights
+
+
+def test_int4_packing_in_blocks_of_rows_equals_packing_at_once(monkeypatch):
+    from moonlet.quant import kernels
+
+    linear = _linear(256, 96)
+    monkeypatch.setattr(kernels, "INT4_PACK_ROWS", 32)  # 3 blocks
+    blocked = _layer("int4", linear, "pack")
+    q, _, _ = int4_weights(linear.weight, 128)
+    whole = torch._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), kernels.INT4_INNER_K_TILES)
+    assert blocked.kernel == "pack" and torch.equal(blocked.packed, whole)
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4", "fp16"])
+def test_bfloat16_weights_for_float32_activations(mode):
+    """A checkpoint's bfloat16 tensor builds the layer a float32 model computes with."""
+    linear = _linear(256, 64)
+    stored = linear.weight.detach().to(torch.bfloat16)
+    layer = quantised_linear(mode, stored, linear.bias, 128, "auto", torch.float32)
+    from_float = quantised_linear(mode, stored.float(), linear.bias, 128, "auto")
+    x = torch.randn(3, 256)
+    assert layer.kernel == from_float.kernel and layer(x).dtype == torch.float32
+    assert torch.equal(layer(x), from_float(x))
+
+
 @pytest.mark.parametrize("kernel", ["dequant", "auto"])
 def test_int8_linear_matches_dequantised_weights(kernel):
     linear = _linear(64, 96)

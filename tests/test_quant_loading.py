@@ -64,9 +64,21 @@ def test_the_default_follows_the_plan(monkeypatch):
     assert moonlet.load(device="cpu").model.dtype == torch.float32  # moonlet-nano stores float16: not narrowed
 
 
+def test_the_embedding_table_keeps_its_stored_dtype(monkeypatch):
+    """A bfloat16 checkpoint loaded for float32 compute keeps its lookup table in bfloat16 (exact),
+    unless a dtype is asked for; the answers are those of the all-float32 model."""
+    monkeypatch.setattr(dispatch, "detect_cpu", lambda: AVX2)
+    monkeypatch.setattr(formats, "FP16_PARTS", ())  # the table alone differs
+    default = moonlet.load(GOLDEN_MODEL, device="cpu")
+    explicit = moonlet.load(GOLDEN_MODEL, device="cpu", dtype="float32")
+    assert default.model.dtype == explicit.model.dtype == torch.float32
+    assert default.model.text.wte.dtype == torch.bfloat16 and explicit.model.text.wte.dtype == torch.float32
+    assert torch.equal(first_logits(default), first_logits(explicit))
+
+
 def test_load_formats():
     avx2, bf16 = plan_for(AVX2), plan_for(BF16)
-    assert load_formats(avx2, "bfloat16", dtype_given=False) == {"text": "fp16", "vision": "fp16"}
+    assert load_formats(avx2, "bfloat16", dtype_given=False) == {"text": "fp16", "vision": "fp16", "region": "fp16"}
     assert load_formats(avx2, "float32", dtype_given=False) == {}  # float16 would round float32 weights
     assert load_formats(avx2, "bfloat16", dtype_given=True) == {}
     assert load_formats(bf16, "bfloat16", dtype_given=False) == {}

@@ -185,3 +185,16 @@ def test_revisions_that_could_escape_the_cache_are_refused(revision):
 def test_names_that_are_neither_paths_nor_hub_ids_are_refused():
     with pytest.raises(ModelNotFoundError, match="not a hub id"):
         moonlet.load("../../../no/such/thing", device="cpu")
+
+
+def test_tensors_are_read_largest_first(tmp_path):
+    """The big tensors are converted while little else is built (the load's peak), and every
+    window of the file is mapped afresh."""
+    from safetensors.torch import save_file
+
+    from moonlet.checkpoints import weights
+
+    tensors = {f"t{i}": torch.zeros(n) for i, n in enumerate([5, 300, 20, 4000, 1])}
+    save_file(tensors, str(tmp_path / "x.safetensors"))
+    order = [name for name, _ in weights._windowed(tmp_path / "x.safetensors")]
+    assert order == ["t3", "t1", "t2", "t0", "t4"]

@@ -18,7 +18,7 @@ from ..config import ConfigError, MoondreamConfig
 from ..modeling.model import MoondreamModel
 from ..profiles import DEFAULT_PROFILE, profile_for_revision
 from ..quant.dispatch import KernelPlan, plan_for
-from ..quant.formats import QuantisingReader, linear_targets, load_formats
+from ..quant.formats import LOOKUP_TABLES, QuantisingReader, linear_targets, load_formats
 from ..tokenizer import Tokenizer
 from .config_json import config_from_json
 from .weights import WeightsError, checkpoint_files, read_checkpoint, refuse_pickle
@@ -153,15 +153,17 @@ def build_model(
     dtype: torch.dtype,
     formats: dict[str, str] | None = None,
     group_size: int = 128,
+    narrow: tuple[str, ...] = (),
 ) -> MoondreamModel:
     """Build the module tree without allocating, then assign the checkpoint's tensors; the linear
-    layers of the parts in ``formats`` (part → fp16 / int8 / int4) are built quantised as they are read."""
+    layers of the parts in ``formats`` (part → fp16 / int8 / int4) are built quantised as they are read,
+    and the tensors named in ``narrow`` keep a stored dtype narrower than ``dtype``."""
     with torch.device("meta"):
         model = MoondreamModel(config)
     expected = {name: p.shape for name, p in model.named_parameters()}
     # a revision without a region model ignores region tensors its checkpoint may carry
     skip = () if config.region.enabled else ("region_model.", "model.region.")
-    reader = QuantisingReader(linear_targets(model, formats or {}, group_size), group_size)
+    reader = QuantisingReader(linear_targets(model, formats or {}, group_size), group_size, dtype=dtype, narrow=narrow)
     state = read_checkpoint(weights, expected, device=device, dtype=dtype, skip_prefixes=skip, consume=reader)
     reader.install(model, state)
     model.load_state_dict(state, strict=not reader.targets, assign=True)  # read_checkpoint checked every name
@@ -202,10 +204,12 @@ def build_planned(
     quant_parts=("text",),
 ) -> MoondreamModel:
     """``build_model`` with the dtype and weight formats of the device's kernel plan (``dtype`` and
-    ``quant`` as the user gave them)."""
+    ``quant`` as the user gave them; an explicit ``dtype`` applies to every tensor, lookup tables too)."""
     plan = plan_for(device=device)
     formats = load_formats(plan, config.dtype, dtype is not None, quant, quant_parts)
-    return build_model(config, weights, device, parse_dtype(dtype, default_dtype(config, device, plan)), formats)
+    narrow = LOOKUP_TABLES if dtype is None else ()
+    compute = parse_dtype(dtype, default_dtype(config, device, plan))
+    return build_model(config, weights, device, compute, formats, narrow=narrow)
 
 
 def load_tokenizer(resolved: ResolvedCheckpoint, config: MoondreamConfig) -> Tokenizer | None:

@@ -17,6 +17,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from ..quant.quantize import release_freed_memory
+
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 COMPILE_INFIX = "._orig_mod"
 
@@ -119,8 +121,8 @@ def read_checkpoint(
 
     Each tensor is read from the memory-mapped file and converted to ``device``/``dtype`` before
     the next is read, so at most one extra tensor exists besides the result. ``consume(name,
-    tensor)``, when given, sees each checked tensor first; one it returns True for is its own (e.g.
-    quantised on the spot) and is left out of the result.
+    tensor)``, when given, sees each checked tensor first (on ``device``, in its stored dtype); one
+    it returns True for is its own (e.g. quantised on the spot) and is left out of the result.
     """
     state: dict[str, torch.Tensor] = {}
     consumed: set[str] = set()
@@ -148,11 +150,11 @@ def read_checkpoint(
             if tensor.shape != expected[target]:
                 mis_shaped.append(f"{name}: file {tuple(tensor.shape)} vs model {tuple(expected[target])}")
                 continue
-            tensor = tensor.to(device=device, dtype=dtype or tensor.dtype).contiguous()
+            tensor = tensor.to(device=device)
             if consume is not None and consume(target, tensor):
                 consumed.add(target)
             else:
-                state[target] = tensor
+                state[target] = tensor.to(dtype=dtype or tensor.dtype).contiguous()
             del tensor
     missing = sorted(set(expected) - set(state) - consumed - {_strip(n) for n in mis_shaped + bad_dtype})
     problems = []
@@ -170,14 +172,14 @@ def read_checkpoint(
     return state
 
 
-MAP_WINDOW = 256 << 20  # bytes read through one mapping of a file before it is opened afresh
+MAP_WINDOW = 64 << 20  # bytes read through one mapping of a file before it is opened afresh
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 
 
 def _windowed(file: Path):
-    """(name, handle) for every tensor of ``file``. The file is mapped afresh every ``MAP_WINDOW``
-    bytes: pages of a mapping stay resident while it is open, so one mapping for a whole 4 GB file
-    would hold it all in memory beside the converted (or quantised) weights."""
+    """(name, handle) for every tensor of ``file``, largest first. The file is mapped afresh every
+    ``MAP_WINDOW`` bytes: pages of a mapping stay resident while it is open, so one mapping for a
+    whole 4 GB file would hold it all in memory beside the converted (or quantised) weights."""
     try:
         with safe_open(str(file), framework="pt", device="cpu") as handle:
             sizes = {}
@@ -186,7 +188,9 @@ def _windowed(file: Path):
                 sizes[name] = math.prod(piece.get_shape()) * DTYPE_BYTES.get(piece.get_dtype(), 8)
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(f"{file}: not a readable safetensors file ({exc})") from None
-    names = list(sizes)
+    # largest first: a tensor's conversion (or quantisation) needs room beside what is already
+    # built, so the big ones go while little is, and the peak stays near the built model's size
+    names = sorted(sizes, key=sizes.get, reverse=True)
     while names:
         with safe_open(str(file), framework="pt", device="cpu") as handle:
             read = 0
@@ -194,6 +198,7 @@ def _windowed(file: Path):
                 name = names.pop(0)
                 yield name, handle
                 read += sizes[name]
+        release_freed_memory()  # the window's freed conversions, before the next window grows the heap
 
 
 def _strip(entry: str) -> str:

@@ -38,7 +38,7 @@ class MoondreamModel(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.text.wte.dtype
+        return self.text.dtype
 
     @property
     def prefix_len(self) -> int:

@@ -92,9 +92,14 @@ class TextDecoder(nn.Module):
         self.register_buffer("rope_cos", cos.to(device), persistent=False)
         self.register_buffer("rope_sin", sin.to(device), persistent=False)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The compute dtype (the table ``wte`` may be stored narrower: a lookup reads one row)."""
+        return self.post_ln.weight.dtype
+
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """(B, T) token ids → (B, T, dim)."""
-        return F.embedding(ids, self.wte)
+        return F.embedding(ids, self.wte).to(self.dtype)
 
     def forward(
         self,

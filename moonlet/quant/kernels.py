@@ -35,6 +35,9 @@ KERNELS = ("auto", "pack", "fbgemm", "dequant")
 DEQUANT_BLOCK = 1 << 20  # weight elements converted at a time by the dequant kernels
 INT8_PACK_MAX_ROWS = 8  # above this many activation rows the dequant kernel is faster (docs/benchmarks.md)
 INT4_INNER_K_TILES = 8
+# Rows packed at a time for the CPU int4 kernel: a multiple of its block of output rows, so the
+# blocks' packings side by side are the whole matrix's (tests/test_quant.py checks it).
+INT4_PACK_ROWS = 1024
 # Relative difference a kernel may show against the reference: it catches broken kernels (errors
 # near 1), not rounding; fbgemm's 7-bit activations alone give up to 1.8 % on random weights.
 CHECK_TOLERANCE = 5e-2
@@ -64,6 +67,8 @@ class QuantLinear(nn.Module):
     """Common part: shapes, bias, flattening of leading dimensions, kernel choice.
 
     Built from a weight (out, in) and an optional bias; ``from_linear`` takes an ``nn.Linear``.
+    ``dtype`` (each kind's last argument): the activations' dtype the kernel is chosen and checked
+    for, when the weight comes in another (a bfloat16 checkpoint's tensor for a float32 model).
     """
 
     kernel: str
@@ -190,11 +195,17 @@ def _quantized_tensor(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 class Fp16Linear(QuantLinear):
     """y = x @ w16.T + b, float16 weights, sums in float32."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, kernel: str = "auto"):
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        kernel: str = "auto",
+        dtype: torch.dtype | None = None,
+    ):
         super().__init__(weight, bias)
         self.register_buffer("weight16", weight.detach().to(torch.float16).contiguous())
         self.handle = None
-        self._choose(kernel, weight.dtype)
+        self._choose(kernel, dtype or weight.dtype)
 
     def _auto_kernel(self) -> str:
         return "fbgemm"
@@ -228,11 +239,24 @@ class Fp16Linear(QuantLinear):
 # --- int8 ---------------------------------------------------------------------------------
 
 
+def _row_blocks(weight: torch.Tensor):
+    """(start, stop, float32 rows) over ``weight`` (N, K), about ``DEQUANT_BLOCK`` elements at a time:
+    quantising a large layer (the 51200-row head) never holds float32 copies of all of it."""
+    n, k = weight.shape
+    step = max(1, DEQUANT_BLOCK // max(1, k))
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        yield start, stop, weight[start:stop].detach().float()
+
+
 def int8_weights(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, K) float → int8 q (N, K) and float32 scales (N,) with w ≈ q · s[:, None]."""
-    w = weight.detach().float()
-    scale = (w.abs().amax(dim=1) / 127).clamp(min=1e-12)
-    q = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    q = torch.empty(weight.shape, dtype=torch.int8, device=weight.device)
+    scale = torch.empty(weight.shape[0], dtype=torch.float32, device=weight.device)
+    for start, stop, w in _row_blocks(weight):
+        rows = (w.abs().amax(dim=1) / 127).clamp(min=1e-12)
+        q[start:stop] = torch.round(w / rows[:, None]).clamp_(-127, 127)
+        scale[start:stop] = rows
     return q, scale
 
 
@@ -241,13 +265,19 @@ class Int8Linear(QuantLinear):
 
     mode = "int8"
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, kernel: str = "auto"):
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        kernel: str = "auto",
+        dtype: torch.dtype | None = None,
+    ):
         super().__init__(weight, bias)
         q, scale = int8_weights(weight)
         self.register_buffer("qweight", q)
         self.register_buffer("scale", scale)  # float32: rounding the scales would add error
         self.handle = None
-        self._choose(kernel, weight.dtype)
+        self._choose(kernel, dtype or weight.dtype)
 
     def _supported(self, kernel: str, dtype: torch.dtype) -> bool:
         if kernel == "fbgemm":
@@ -299,11 +329,16 @@ def int4_weights(weight: torch.Tensor, group_size: int) -> tuple[torch.Tensor, t
     """(N, K) float → q (N, K) uint8 in [0, 15], scales and zeros (N, K / group) float32,
     with w ≈ (q − 8) · s + z over each group of ``group_size`` input channels."""
     n, k = weight.shape
-    w = weight.detach().float().reshape(n, k // group_size, group_size)
-    low, high = w.amin(dim=-1), w.amax(dim=-1)
-    scale = ((high - low) / 15).clamp(min=1e-12)
-    q = torch.round((w - low[..., None]) / scale[..., None]).clamp(0, 15).to(torch.uint8)
-    return q.reshape(n, k), scale, low + 8 * scale
+    q = torch.empty(n, k, dtype=torch.uint8, device=weight.device)
+    scale = torch.empty(n, k // group_size, dtype=torch.float32, device=weight.device)
+    zero = torch.empty_like(scale)
+    for start, stop, w in _row_blocks(weight):
+        w = w.view(stop - start, k // group_size, group_size)  # rows, groups, group
+        low, high = w.amin(dim=-1), w.amax(dim=-1)
+        rows = ((high - low) / 15).clamp(min=1e-12)
+        q[start:stop] = torch.round((w - low[..., None]) / rows[..., None]).clamp_(0, 15).view(stop - start, k)
+        scale[start:stop], zero[start:stop] = rows, low + 8 * rows
+    return q, scale, zero
 
 
 def pack_nibbles(q: torch.Tensor) -> torch.Tensor:
@@ -322,7 +357,12 @@ class Int4Linear(QuantLinear):
     mode = "int4"
 
     def __init__(
-        self, weight: torch.Tensor, bias: torch.Tensor | None = None, group_size: int = 128, kernel: str = "auto"
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        group_size: int = 128,
+        kernel: str = "auto",
+        dtype: torch.dtype | None = None,
     ):
         super().__init__(weight, bias)
         if self.in_features % group_size:
@@ -330,11 +370,12 @@ class Int4Linear(QuantLinear):
         self.group_size = group_size
         q, scale, zero = int4_weights(weight, group_size)
         self.register_buffer("qweight", pack_nibbles(q))  # (N, K/2) uint8
-        self.register_buffer("scale", scale.to(weight.dtype))
-        self.register_buffer("zero", zero.to(weight.dtype))
+        dtype = dtype or weight.dtype
+        self.register_buffer("scale", scale.to(dtype))
+        self.register_buffer("zero", zero.to(dtype))
         self.register_buffer("packed", None)
         self.register_buffer("scale_zero", None)
-        self._choose(kernel, weight.dtype)
+        self._choose(kernel, dtype)
 
     def _supported(self, kernel: str, dtype: torch.dtype) -> bool:
         if kernel != "pack":
@@ -355,9 +396,13 @@ class Int4Linear(QuantLinear):
     def _prepare(self, kernel: str) -> None:
         if self._device.type == "cuda":
             self.packed = torch._convert_weight_to_int4pack(self.qweight, INT4_INNER_K_TILES)
-        else:
-            q = unpack_nibbles(self.qweight).to(torch.int32)
-            self.packed = torch._convert_weight_to_int4pack_for_cpu(q, INT4_INNER_K_TILES)
+        else:  # in blocks of rows: the kernel's int32 input is 8x the packed bytes (3.4 GB for the head)
+            self.packed = torch.empty_like(self.qweight)
+            for start in range(0, self.out_features, INT4_PACK_ROWS):
+                q = unpack_nibbles(self.qweight[start : start + INT4_PACK_ROWS]).to(torch.int32)
+                self.packed[start : start + INT4_PACK_ROWS] = torch._convert_weight_to_int4pack_for_cpu(
+                    q, INT4_INNER_K_TILES
+                )
         # (K / group, N, 2): [scale, zero] per group and output channel, in the kernel's activation dtype
         scale_zero = torch.stack((self.scale, self.zero), dim=-1).transpose(0, 1).contiguous()
         self.scale_zero = scale_zero.to(torch.bfloat16) if self._device.type == "cpu" else scale_zero

@@ -33,14 +33,22 @@ def tensor_bytes(module: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in tensors) + sum(m.weight_bytes() for m in quantised) + bias
 
 
-def quantised_linear(mode: str, weight: torch.Tensor, bias: torch.Tensor | None, group_size: int, kernel: str):
-    """The layer of ``mode`` (``WEIGHT_FORMATS``) for one linear layer's weight (out, in) and bias."""
+def quantised_linear(
+    mode: str,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    group_size: int,
+    kernel: str,
+    dtype: torch.dtype | None = None,
+):
+    """The layer of ``mode`` (``WEIGHT_FORMATS``) for one linear layer's weight (out, in) and bias,
+    for activations of ``dtype`` (default: the weight's)."""
     if mode == "int8":
-        return Int8Linear(weight, bias, kernel)
+        return Int8Linear(weight, bias, kernel, dtype)
     if mode == "int4":
-        return Int4Linear(weight, bias, group_size, kernel)
+        return Int4Linear(weight, bias, group_size, kernel, dtype)
     if mode == "fp16":
-        return Fp16Linear(weight, bias, kernel)
+        return Fp16Linear(weight, bias, kernel, dtype)
     raise ValueError(f"unknown weight format {mode!r}; use one of {WEIGHT_FORMATS}")
 
 
