@@ -9,7 +9,8 @@
 # run this script again. A stretch stops itself after STRETCH_MIN minutes (exit status 3).
 #
 # Stages (each ends with a go/no-go figure from the dev set, scored by greedy decoding):
-#   see:  1-2 object scenes, the dense auxiliary head on; captions light, long captions lighter.
+#   see:  1-2 object scenes, the dense auxiliary head on (its glyph part from step 5,814); captions
+#         light, long captions lighter.
 #   full: 1-6 object scenes together with the easy ones; captions at full weight.
 # Then a cool-down branch (the learning rate decays linearly to 10 % over COOL steps, from a copy
 # of the state, so that training can go on from the stable phase later), the held-out evaluation
@@ -50,17 +51,17 @@ stage() {  # stage STEPS [train flags...]: train until the cumulative step count
 }
 
 # see: where things are and what they look like, from scenes where only the picture can tell
-stage "$SEE_STEPS" --data "$RUN/scenes-easy" --dense-weight 1.0 --dense-object-share 0.5 --task-weights "caption=0.3,caption_long=0.1"
+stage "$SEE_STEPS" --data "$RUN/scenes-easy" --dense-weight 1.0 --dense-object-share 0.5 --dense-glyph-weight 0.2 --task-weights "caption=0.3,caption_long=0.1"
 $PY -m moonlet.train.gate "$RUN/train/metrics.jsonl" --stage see dev_point=0.6 dev_qa_color=0.7 dev_qa_shape=0.6
 
 # full: every scene, captions at full weight
-stage "$FULL_STEPS" --data "$RUN/scenes-easy" "$RUN/scenes-full" --dense-weight 0.5 --dense-object-share 0.5 --task-weights "caption=1"
+stage "$FULL_STEPS" --data "$RUN/scenes-easy" "$RUN/scenes-full" --dense-weight 0.5 --dense-object-share 0.5 --dense-glyph-weight 0.2 --task-weights "caption=1"
 $PY -m moonlet.train.gate "$RUN/train/metrics.jsonl" --stage full dev_qa=0.85 dev_point=0.85 dev_map50=0.7
 
 # cool-down branch from a copy of the state, then export
 rm -rf "$RUN/cool" && mkdir -p "$RUN/cool" && cp -r "$STATE" "$RUN/cool/state"
 "${TRAIN[@]}" --out "$RUN/cool/run" --profile moonlet-nano --state-dir "$RUN/cool/state" --resume \
-  --data "$RUN/scenes-easy" "$RUN/scenes-full" --dense-weight 0.5 --dense-object-share 0.5 --task-weights "caption=1" \
+  --data "$RUN/scenes-easy" "$RUN/scenes-full" --dense-weight 0.5 --dense-object-share 0.5 --dense-glyph-weight 0.2 --task-weights "caption=1" \
   --batch-size 16 --rows-per-image 16 --lr 1.5e-3 --lr-projection 3e-3 --warmup 300 --schedule wsd \
   --steps "$((FULL_STEPS + COOL))" --decay-steps "$COOL" --bin-sigma 4 --save-every 0 --eval-every 0 --log-every 25 \
   --device cpu
