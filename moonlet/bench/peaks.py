@@ -26,6 +26,8 @@ def _matmul_flops(x_shape, *args, out_shape=None, **kwargs) -> int:
 # The quantised kernels are matmuls too: count them as the dense product they stand for.
 for _op in (
     torch.ops.moonlet.fbgemm_linear,
+    torch.ops.quantized.linear_dynamic,  # what the fbgemm layers call in eager mode
+    torch.ops.quantized.linear_dynamic_fp16,
     torch.ops.aten._weight_int8pack_mm,
     torch.ops.aten._weight_int4pack_mm_for_cpu,
     torch.ops.aten._weight_int4pack_mm,
