@@ -60,6 +60,7 @@ def test_a_fresh_machine_resumes_from_the_state_dir(dataset, tokenizer, tmp_path
     assert main(argv(dataset, tmp_path / "tokenizer.json", tmp_path / "first", state, 2)) == 0
     assert sorted(p.name for p in state.iterdir()) == [
         "config.json",
+        "metrics.jsonl",
         "optimizer.safetensors",
         "tokenizer.json",
         "trainable.safetensors",
@@ -72,7 +73,8 @@ def test_a_fresh_machine_resumes_from_the_state_dir(dataset, tokenizer, tmp_path
     shutil.rmtree(tmp_path / "first")  # the next stretch runs elsewhere: only the state is left
     assert main(argv(dataset, tmp_path / "tokenizer.json", tmp_path / "second", state, 4)) == 0
     resumed, straight = losses(tmp_path / "second"), losses(tmp_path / "straight")
-    assert sorted(resumed) == [3, 4]  # it went on from step 2
+    assert sorted(resumed) == [1, 2, 3, 4]  # it went on from step 2, its log from the state's copy
+    assert all(abs(resumed[step] - straight[step]) < 1e-6 for step in (1, 2))
     for step in (3, 4):  # the same run up to the bfloat16 rounding of the optimizer's moments
         assert abs(resumed[step] - straight[step]) < 2e-2 * straight[step]
     assert json.loads((state / "trainer_state.json").read_text())["step"] == 4

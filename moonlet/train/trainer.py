@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -28,6 +29,8 @@ from .lora import merge_lora
 from .objective import LossWeights, batch_weight, losses, parse_task_weights
 from .options import TrainConfig, learning_rate_factor, parameter_groups, select_trainable
 from .sequences import SequenceBuilder
+
+METRICS_LOG = "metrics.jsonl"  # one JSON line per logged step, in the run directory (and the state)
 
 
 class TrainingModule(nn.Module):
@@ -225,8 +228,9 @@ class Trainer:
             return None
         extra = {"config": asdict(self.config)}
         if self.config.state_dir:
+            state = Path(self.config.state_dir)
             save_training_state(
-                Path(self.config.state_dir),
+                state,
                 self.parameters_by_name,
                 self.optimizer,
                 self.step,
@@ -234,6 +238,9 @@ class Trainer:
                 moments_dtype=torch.bfloat16,
                 pointer=False,
             )
+            log = self.out / METRICS_LOG
+            if log.is_file():  # the history travels with the state: the stage gates and the curves read it
+                shutil.copyfile(log, state / METRICS_LOG)
         return save_training_state(
             self.out / f"checkpoint-{self.step:07d}", self.parameters_by_name, self.optimizer, self.step, extra
         )
@@ -253,7 +260,10 @@ class Trainer:
         if resume:
             self.resume()
         self.out.mkdir(parents=True, exist_ok=True)
-        log_path = self.out / "metrics.jsonl"
+        log_path = self.out / METRICS_LOG
+        kept = Path(self.config.state_dir) / METRICS_LOG if self.config.state_dir else None
+        if resume and self.is_main and not log_path.exists() and kept is not None and kept.is_file():
+            shutil.copyfile(kept, log_path)  # a fresh machine: the log goes on from the state's copy
         history = []
         shown = self.config.progress and self.is_main
         progress = progress_bar(self.config.steps, self.step, "train", shown, unit="step")
