@@ -266,7 +266,7 @@ def test_int4_golden_logits(golden_cases_dir):
 
 
 # Greedy int8 answers against float32 on the 24 questions of 3 held-out scenes (seed 4242), measured
-# with the shipped moonlet-nano and the AVX2 plan's kernel (fbgemm): 23 of 24 agree (0.958; int4 too),
+# with moonlet-nano v2 and the AVX2 plan's kernel (fbgemm): 23 of 24 agree (0.958; int4 too),
 # and both are right on the same share (0.458). The floor allows one more disagreement (1/24 each),
 # the gap one question each way, for CPUs whose plan picks other kernels.
 AGREEMENT_QUESTIONS = 24
