@@ -17,7 +17,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from ..quant.quantize import release_freed_memory
+from ..quant.quantize import trim_heap
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 COMPILE_INFIX = "._orig_mod"
@@ -198,7 +198,7 @@ def _windowed(file: Path):
                 name = names.pop(0)
                 yield name, handle
                 read += sizes[name]
-        release_freed_memory()  # the window's freed conversions, before the next window grows the heap
+        trim_heap()  # the window's freed conversions (freed by reference counts: no collection needed)
 
 
 def _strip(entry: str) -> str:

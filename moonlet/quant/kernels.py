@@ -48,10 +48,15 @@ def _kernel_ok(reference: torch.Tensor, candidate: torch.Tensor) -> bool:
     return bool(((candidate.float() - reference.float()).abs().max() / scale) < CHECK_TOLERANCE)
 
 
+def _rows_per_block(width: int) -> int:
+    """Weight rows of ``width`` inputs in one block of about ``DEQUANT_BLOCK`` elements."""
+    return max(1, DEQUANT_BLOCK // max(1, width))
+
+
 def _blocked_matmul(x: torch.Tensor, rows: int, weight_block) -> torch.Tensor:
     """x (M, K) @ W.T, W built ``block`` output rows at a time by ``weight_block(start, stop)``."""
     out = x.new_empty(x.shape[0], rows)
-    step = max(1, DEQUANT_BLOCK // max(1, x.shape[1]))
+    step = _rows_per_block(x.shape[1])
     for start in range(0, rows, step):
         stop = min(rows, start + step)
         torch.matmul(x, weight_block(start, stop).t(), out=out[:, start:stop])
@@ -256,7 +261,7 @@ def _row_blocks(weight: torch.Tensor):
     """(start, stop, float32 rows) over ``weight`` (N, K), about ``DEQUANT_BLOCK`` elements at a time:
     quantising a large layer (the 51200-row head) never holds float32 copies of all of it."""
     n, k = weight.shape
-    step = max(1, DEQUANT_BLOCK // max(1, k))
+    step = _rows_per_block(k)
     for start in range(0, n, step):
         stop = min(n, start + step)
         yield start, stop, weight[start:stop].detach().float()

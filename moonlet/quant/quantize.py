@@ -57,14 +57,19 @@ def keeps_float(mode: str, in_features: int, group_size: int) -> bool:
     return mode == "int4" and in_features % group_size != 0
 
 
-def release_freed_memory() -> None:
-    """Hand the replaced float weights' memory back to the OS: glibc keeps freed heap pages
-    resident otherwise (about 0.2 GB at full size). A no-op where glibc is not the allocator."""
-    gc.collect()
+def trim_heap() -> None:
+    """Hand freed heap pages back to the OS: glibc keeps them resident otherwise. A no-op where
+    glibc is not the allocator."""
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+def release_freed_memory() -> None:
+    """Collect the replaced float weights (about 0.2 GB at full size) and trim the heap."""
+    gc.collect()
+    trim_heap()
 
 
 def quantize_(
