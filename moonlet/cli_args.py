@@ -16,7 +16,10 @@ def add_model_arguments(parser, model_help: str = MODEL_HELP) -> None:
     parser.add_argument("--model", help=model_help)
     parser.add_argument("--revision", help="hub revision (tag, branch or commit)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if available)")
-    parser.add_argument("--dtype", help="float32, bfloat16 or float16 (default: bf16 on GPU, float32 on CPU)")
+    parser.add_argument(
+        "--dtype",
+        help="float32, bfloat16 or float16 (default: the kernel plan's: bf16 on GPU and native-bf16 CPUs)",
+    )
 
 
 def add_quant_arguments(parser) -> None:

@@ -12,7 +12,7 @@ import torch
 
 from ..checkpoints.loading import parse_dtype
 from ..cli_args import add_model_arguments
-from ..quant import WEIGHT_FORMATS
+from ..quant import WEIGHT_FORMATS, plan_for
 from .kernel_timings import kernel_timings
 from .llamacpp_route import measure_llamacpp, missing_packages, parse_kinds
 from .measure import copy_bandwidth, decode_bytes_per_token, mib, peak_bytes, reset_peak, resident_bytes
@@ -100,7 +100,7 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = parse_dtype(args.dtype, torch.bfloat16 if device.type == "cuda" else torch.float32)
+    dtype = parse_dtype(args.dtype, plan_for(device=device).torch_dtype)  # what a load picks on this machine
     if args.llamacpp and args.kernels:
         print("moonlet: error: --llamacpp measures the text decoder, not with --kernels", file=sys.stderr)
         return 2

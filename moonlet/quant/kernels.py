@@ -35,8 +35,8 @@ KERNELS = ("auto", "pack", "fbgemm", "dequant")
 DEQUANT_BLOCK = 1 << 20  # weight elements converted at a time by the dequant kernels
 INT8_PACK_MAX_ROWS = 8  # above this many activation rows the dequant kernel is faster (docs/benchmarks.md)
 INT4_INNER_K_TILES = 8
-# Rows packed at a time for the CPU int4 kernel: a multiple of its block of output rows, so the
-# blocks' packings side by side are the whole matrix's (tests/test_quant.py checks it).
+# Rows packed at a time for the CPU int4 kernel: a multiple of its block of output rows (32 on AVX2,
+# 64 on AVX-512), so the blocks' packings side by side are the whole matrix's (tests/test_quant.py).
 INT4_PACK_ROWS = 1024
 # Relative difference a kernel may show against the reference: it catches broken kernels (errors
 # near 1), not rounding; fbgemm's 7-bit activations alone give up to 1.8 % on random weights.
