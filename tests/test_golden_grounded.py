@@ -168,7 +168,10 @@ def test_transformers_entry_reasons_and_detects_gaze():
     them naming the revision that has them."""
     from moonlet.transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(GOLDEN_MODEL, revision=None, trust_remote_code=True)
+    # float32 as the golden runs (without it a CPU with native bf16 loads bf16)
+    model = AutoModelForCausalLM.from_pretrained(
+        GOLDEN_MODEL, revision=None, trust_remote_code=True, torch_dtype=torch.float32
+    )
     raise_bias(model, EXPECTED["lm_head_bias_added"])
     for image, index in RUNS:
         path, run, _ = case_run(image, index)
