@@ -74,7 +74,7 @@ def test_decode_step_and_vision_trace_as_one_graph_each(eager, image):
     positions, kv_len = torch.tensor([[row.position]]), bucket(row.position + 1, engine.cache.context)
     with torch.inference_mode():
         decode = torch._dynamo.explain(engine._decode_step)(torch.tensor([1]), positions, kv_len)
-        pixels = eager.model.crops(image).normalized().to(eager.model.dtype)
+        pixels = eager.model.crops(image).normalized()
         vision = torch._dynamo.explain(eager.model.vision)(pixels)
     for explanation in (decode, vision):
         assert (explanation.graph_count, explanation.graph_break_count) == (1, 0), explanation.break_reasons

@@ -10,9 +10,9 @@ import sys
 
 import torch
 
-from ..checkpoints.loading import parse_dtype
+from ..checkpoints.loading import default_dtype, parse_dtype
 from ..cli_args import add_model_arguments
-from ..quant import WEIGHT_FORMATS, plan_for
+from ..quant import WEIGHT_FORMATS
 from .kernel_timings import kernel_timings
 from .llamacpp_route import measure_llamacpp, missing_packages, parse_kinds
 from .measure import copy_bandwidth, decode_bytes_per_token, mib, peak_bytes, reset_peak, resident_bytes
@@ -100,7 +100,7 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = parse_dtype(args.dtype, plan_for(device=device).torch_dtype)  # what a load picks on this machine
+    dtype = parse_dtype(args.dtype, default_dtype(bench_config(args.config), device))  # as a load picks it
     if args.llamacpp and args.kernels:
         print("moonlet: error: --llamacpp measures the text decoder, not with --kernels", file=sys.stderr)
         return 2
