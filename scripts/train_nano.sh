@@ -57,14 +57,17 @@ stage "$SEE_STEPS" --data "$RUN/scenes-easy" --dense-weight 1.0 --dense-object-s
 # and dev_qa_color=0.7 here until step 8,000)
 $PY -m moonlet.train.gate "$RUN/train/metrics.jsonl" --stage see dev_qa_color=0.6 dev_qa_shape=0.6
 
-# full: every scene, captions at full weight
-stage "$FULL_STEPS" --data "$RUN/scenes-easy" "$RUN/scenes-full" --dense-weight 0.5 --dense-object-share 0.5 --dense-glyph-weight 0.2 --task-weights "caption=1"
+# full: every scene, captions at full weight; from step 12,808 reading weighted up (it answered
+# "There is no text." to every read question through 205,000 images): read questions 4x, glyphs 0.6
+FULL=(--data "$RUN/scenes-easy" "$RUN/scenes-full" --dense-weight 0.5 --dense-object-share 0.5 --dense-glyph-weight 0.6
+  --task-weights "caption=1,query_read=4")
+stage "$FULL_STEPS" "${FULL[@]}"
 $PY -m moonlet.train.gate "$RUN/train/metrics.jsonl" --stage full dev_qa=0.85 dev_point=0.85 dev_map50=0.7
 
 # cool-down branch from a copy of the state, then export
 rm -rf "$RUN/cool" && mkdir -p "$RUN/cool" && cp -r "$STATE" "$RUN/cool/state"
 "${TRAIN[@]}" --out "$RUN/cool/run" --profile moonlet-nano --state-dir "$RUN/cool/state" --resume \
-  --data "$RUN/scenes-easy" "$RUN/scenes-full" --dense-weight 0.5 --dense-object-share 0.5 --dense-glyph-weight 0.2 --task-weights "caption=1" \
+  "${FULL[@]}" \
   --batch-size 16 --rows-per-image 16 --lr 1.5e-3 --lr-projection 3e-3 --warmup 300 --schedule wsd \
   --steps "$((FULL_STEPS + COOL))" --decay-steps "$COOL" --bin-sigma 4 --save-every 0 --eval-every 0 --log-every 25 \
   --device cpu

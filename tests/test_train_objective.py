@@ -37,7 +37,7 @@ def test_rows_count_once_whatever_their_length(parts):
     alone = [float(loss_of(model, crops, [s])["loss"]) for s in sequences]
     together = float(loss_of(model, crops, sequences)["loss"])
     assert together == pytest.approx(sum(alone) / len(alone), rel=1e-5)
-    assert [s.task for s in sequences] == ["caption_short", "query", "detect"]
+    assert [s.task for s in sequences] == ["caption_short", "query_position", "detect"]
 
 
 def test_task_weights_weigh_rows(parts):
@@ -48,12 +48,19 @@ def test_task_weights_weigh_rows(parts):
     assert weighted == pytest.approx((alone[1] + 3 * alone[2]) / 4, rel=1e-5)
     batch = pack([(crops.normalized(), crops.tiling, sequences)], model.config.prefix_len)
     assert batch_weight(batch, weights) == 4.0
+    # a question's type outweighs its family
+    by_type = LossWeights(tasks=(("query", 0.0), ("query_position", 2.0)))
+    weighted = float(loss_of(model, crops, sequences, by_type)["loss"])
+    assert weighted == pytest.approx((alone[0] + 2 * alone[1] + alone[2]) / 4, rel=1e-5)
 
 
 def test_task_weight_lookup_and_errors():
-    weights = LossWeights(tasks=parse_task_weights("caption=0.2, caption_long=0.05,query=2"))
+    weights = LossWeights(tasks=parse_task_weights("caption=0.2, caption_long=0.05,query=2,query_read=5"))
     assert weights.task("caption_short") == 0.2 and weights.task("caption_long") == 0.05
     assert weights.task("query") == 2 and weights.task("point") == 1
+    assert weights.task("query_read") == 5 and weights.task("query_count") == 2
+    with pytest.raises(ValueError, match="unknown task 'query_spelling'"):
+        parse_task_weights("query_spelling=1")
     with pytest.raises(ValueError, match="unknown task 'colour'"):
         parse_task_weights("colour=1")
     with pytest.raises(ValueError, match="NAME=WEIGHT"):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from ..data.questions import QUESTION_TYPES
 from ..modeling.model import MoondreamModel
 from .batch import PackedBatch, packed_mask
 from .sequences import COORD, IGNORE, SIZE
@@ -42,7 +43,23 @@ def packed_hidden(model: MoondreamModel, batch: PackedBatch) -> tuple[torch.Tens
     return model.text(x, positions, mask)[:, prefix_len:], torch.stack([f[0] for f in features])
 
 
-TASKS = ("query", "point", "detect", "caption_short", "caption_normal", "caption_long")
+# A row's task is its family, or ``family_kind`` where the row says more: a caption's length, a
+# question's type (``query_read``). A weight given for the family covers every kind not named.
+TASKS = (
+    "query",
+    *(f"query_{kind}" for kind in QUESTION_TYPES),
+    "point",
+    "detect",
+    "caption",
+    "caption_short",
+    "caption_normal",
+    "caption_long",
+)
+
+
+def task_family(task: str) -> str:
+    """``caption_long`` → ``caption``; ``query_read`` → ``query``; ``point`` → ``point``."""
+    return task.partition("_")[0]
 
 
 @dataclass(frozen=True)
@@ -51,8 +68,8 @@ class LossWeights:
     ``bin_sigma``: width (in bins) of the Gaussian soft labels for coordinate and size bins;
     0 gives plain one-hot targets (the reference recipe). Neighbouring bins are nearly right,
     so soft labels make the 1024-way bins learnable from scratch much sooner.
-    ``tasks``: weight of each row by what it trains (see ``TASKS``; ``caption`` sets every caption
-    length not named on its own); unnamed tasks weigh 1. A row's loss is the mean over its own
+    ``tasks``: weight of each row by what it trains (see ``TASKS``; a family such as ``caption`` or
+    ``query`` sets every kind of it not named on its own); unnamed tasks weigh 1. A row's loss is the mean over its own
     targets, so a long caption counts as one row, not as its many tokens."""
 
     region: float = 1.0
@@ -60,7 +77,7 @@ class LossWeights:
     tasks: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
-        known = set(TASKS) | {"caption"}
+        known = set(TASKS)
         for name, weight in self.tasks:
             if name not in known:
                 raise ValueError(f"unknown task {name!r} in task weights; known: {', '.join(sorted(known))}")
@@ -69,13 +86,12 @@ class LossWeights:
 
     def task(self, name: str) -> float:
         weights = dict(self.tasks)
-        if name in weights:
-            return weights[name]
-        return weights.get("caption", 1.0) if name.startswith("caption_") else 1.0
+        return weights.get(name, weights.get(task_family(name), 1.0))
 
 
 def parse_task_weights(text: str) -> tuple[tuple[str, float], ...]:
-    """``"query=1,caption=0.2,caption_long=0.05"`` → (("query", 1.0), ...); validated by LossWeights."""
+    """``"query_read=3,caption=0.2,caption_long=0.05"`` → (("query_read", 3.0), ...); validated by
+    LossWeights."""
     pairs = []
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, sep, value = item.partition("=")

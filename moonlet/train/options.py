@@ -33,7 +33,7 @@ class TrainConfig:
     # run can be extended later from its last pre-cool-down checkpoint at no loss.
     schedule: str = "cosine"
     decay_steps: int = 0
-    task_weights: str = ""  # e.g. "caption=0.2,caption_long=0.05" (moonlet.train.objective.TASKS)
+    task_weights: str = ""  # e.g. "caption=0.2,caption_long=0.05,query_read=3" (moonlet.train.objective.TASKS)
     clip: float = 1.0
     seed: int = 0
     mode: str = "full"

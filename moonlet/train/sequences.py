@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 
 from ..config import MoondreamConfig
+from ..data.questions import QUESTION_TYPES
 from ..prompts import PromptBuilder
 
 IGNORE = -100
@@ -27,7 +28,7 @@ TOKEN, COORD, SIZE = 0, 1, 2
 
 @dataclass
 class Sequence:
-    task: str  # what the row trains (a key of LossWeights.tasks): query, point, detect, caption_<length>
+    task: str  # what the row trains (moonlet.train.objective.TASKS): query_<type>, point, detect, caption_<length>
     kind: list[int]  # TOKEN / COORD / SIZE per slot
     ids: list[int]  # token id for TOKEN slots (0 otherwise)
     values: list[tuple[float, float]]  # coordinate (v, 0) or size (w, h) for the other slots
@@ -112,7 +113,8 @@ class SequenceBuilder:
             length = row.length or "normal"
             return self.text(self.prompts.caption(length), row.caption, f"caption_{length}")
         if row.kind == "query":
-            return self.text(self.prompts.query(row.question), row.answer, "query")
+            task = f"query_{row.type}" if row.type in QUESTION_TYPES else "query"
+            return self.text(self.prompts.query(row.question), row.answer, task)
         if row.kind == "detect":
             return self.region(self.prompts.detect(row.object), list(row.boxes), with_size=True)
         if row.kind == "point":
