@@ -207,6 +207,13 @@ def test_int4_needs_whole_groups():
         Int4Linear.from_linear(_linear(100, 16), 128)
 
 
+def test_int4_group_halves_to_fit_the_width():
+    from moonlet.quant.quantize import int4_group
+
+    assert int4_group(2048, 128) == 128 and int4_group(192, 128) == 64 and int4_group(96, 128) == 32
+    assert int4_group(588, 128) is None and int4_group(100, 128) is None and int4_group(96, 48) == 48
+
+
 def test_quantize_replaces_text_linears_and_reports():
     from moonlet.bench.models import bench_config, random_model
 
@@ -217,7 +224,9 @@ def test_quantize_replaces_text_linears_and_reports():
     assert not any(type(m) is nn.Linear for m in model.text.modules())
     assert any(type(m) is nn.Linear for m in model.vision.modules())  # not asked for
     report = quantize_(model, "int4", include=("vision",))
-    assert report["skipped"]  # enc_dim 32 and the 588-wide patch embedding are not whole groups of 128
+    assert report["skipped"] == ["vision.patch_emb"]  # 588 inputs: no group of 32 or more divides them
+    # the 32-wide layers (enc_dim) take groups of 128 halved twice
+    assert sum(report["group_sizes"].values()) == report["replaced"] and report["group_sizes"][32] > 0
     with pytest.raises(ValueError):
         quantize_(model, "int3")
     with pytest.raises(ValueError):

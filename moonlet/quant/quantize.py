@@ -46,15 +46,35 @@ def quantised_linear(
     if mode == "int8":
         return Int8Linear(weight, bias, kernel, dtype)
     if mode == "int4":
-        return Int4Linear(weight, bias, group_size, kernel, dtype)
+        group = int4_group(weight.shape[1], group_size)
+        if group is None:
+            raise ValueError(f"no int4 group of {group_size} or a halving of it divides {weight.shape[1]} inputs")
+        return Int4Linear(weight, bias, group, kernel, dtype)
     if mode == "fp16":
         return Fp16Linear(weight, bias, kernel, dtype)
     raise ValueError(f"unknown weight format {mode!r}; use one of {WEIGHT_FORMATS}")
 
 
+MIN_GROUP_SIZE = 32  # the smallest int4 group the packed kernels take
+
+
+def int4_group(in_features: int, group_size: int) -> int | None:
+    """The int4 group of a layer ``in_features`` wide: ``group_size``, else the largest halving of
+    it down to ``MIN_GROUP_SIZE`` that divides the width (a 192-wide layer takes 64 for 128);
+    None where none does (the layer stays in floating point)."""
+    size = group_size
+    while size >= MIN_GROUP_SIZE:
+        if in_features % size == 0:
+            return size
+        if size % 2:
+            break
+        size //= 2
+    return None
+
+
 def keeps_float(mode: str, in_features: int, group_size: int) -> bool:
     """Whether a layer of this input width stays in floating point (int4 needs whole groups)."""
-    return mode == "int4" and in_features % group_size != 0
+    return mode == "int4" and int4_group(in_features, group_size) is None
 
 
 def trim_heap() -> None:
@@ -81,7 +101,8 @@ def quantize_(
 ) -> dict:
     """Replace the ``nn.Linear`` layers of the named parts (``text``, ``vision``, ``region``) in place.
 
-    int4 leaves layers whose input width is not a multiple of ``group_size`` in floating point.
+    int4 groups ``group_size`` inputs, or fewer where the width asks for it (``int4_group``);
+    layers no group fits stay in floating point.
     Returns a summary: layers replaced and skipped, bytes before and after, kernels used.
     Encoded images cached before the call keep their old keys and values: quantise right
     after loading.
@@ -94,7 +115,7 @@ def quantize_(
     if unknown:
         raise ValueError(f"unknown parts {sorted(unknown)}; use any of {PARTS}")
     before = tensor_bytes(net)
-    replaced, skipped, kernels = [], [], {}
+    replaced, skipped, kernels, groups = [], [], {}, {}
     for part in include:
         root = getattr(net, part, None)
         if root is None:
@@ -112,12 +133,15 @@ def quantize_(
                 setattr(module, child_name, new)
                 replaced.append(full)
                 kernels[new.kernel] = kernels.get(new.kernel, 0) + 1
+                if mode == "int4":
+                    groups[new.group_size] = groups.get(new.group_size, 0) + 1
     release_freed_memory()
     return {
         "mode": mode,
         "replaced": len(replaced),
         "skipped": skipped,
         "kernels": kernels,
+        **({"group_sizes": groups} if mode == "int4" else {}),
         "bytes_before": before,
         "bytes_after": tensor_bytes(net),
     }
