@@ -148,6 +148,18 @@ def test_kernels_agree_with_the_dequantised_reference(mode, kernel, dtype, toler
     assert _rel(fp16(x), linear(x)) < (1e-3 if dtype == torch.float32 else 1e-2)
 
 
+def test_int8_fbgemm_rows_keep_their_own_precision():
+    """A row 1,000x larger than the others (a prompt's first token, one question of a batch) does
+    not take the others' activation range: each row stays within the tolerance of its reference."""
+    linear = _linear(256, 64)
+    reference, layer = _layer("int8", linear, "dequant"), _layer("int8", linear, "fbgemm")
+    x = torch.randn(4, 256)
+    x[0] *= 1000
+    together, expected = layer(x), reference(x)
+    for row in range(4):
+        assert _rel(together[row], expected[row]) < 2e-2, row
+
+
 def test_one_copy_of_the_weights_is_kept():
     linear = _linear(256, 64)
     assert _layer("int8", linear, "fbgemm").qweight is None

@@ -11,8 +11,8 @@ against the plain dequantised reference (``dequant``: blocks of rows converted b
 activation dtype and multiplied):
 
 - ``fbgemm`` (x86): fp16 through ``quantized.linear_dynamic_fp16``; int8 through fbgemm's dynamic
-  quantisation (activations quantised per call; 7-bit on CPUs without VNNI, whose 16-bit sums
-  would saturate otherwise).
+  quantisation (activations quantised per call, rows brought to one scale first; 7-bit on CPUs
+  without VNNI, whose 16-bit sums would saturate otherwise).
 - ``pack``: int8 ``torch._weight_int8pack_mm`` and int4 ``torch._weight_int4pack_mm_for_cpu`` (CUDA:
   ``torch._weight_int4pack_mm``), with bfloat16 activations on CPU: float32 ones are 6-15x slower.
 - ``auto``: what ``moonlet.quant.dispatch`` plans for this CPU (docs/benchmarks.md).
@@ -173,11 +173,18 @@ def register_fbgemm(owner: nn.Module, packed: object, reduce_range: bool | None)
 
 def _run_fbgemm(x: torch.Tensor, handle: int) -> torch.Tensor:
     """x (M, K) float32 @ the registered weights: fp16 weights (reduce_range None) or int8 ones with
-    dynamically quantised activations."""
+    dynamically quantised activations.
+
+    fbgemm quantises the activations with one scale for all M rows; each row is divided by its
+    largest magnitude first and the output rows multiplied back, so every row (a prompt's tokens,
+    a batch's questions) gets the whole 8- or 7-bit range, as a per-row scale would."""
     packed, reduce_range = _FBGEMM_WEIGHTS[handle]
     if reduce_range is None:
         return torch.ops.quantized.linear_dynamic_fp16(x, packed)
-    return torch.ops.quantized.linear_dynamic(x, packed, reduce_range)
+    if x.shape[0] == 1:
+        return torch.ops.quantized.linear_dynamic(x, packed, reduce_range)
+    rows = x.abs().amax(dim=1, keepdim=True).clamp_(min=torch.finfo(x.dtype).tiny)  # M, 1
+    return torch.ops.quantized.linear_dynamic(x / rows, packed, reduce_range).mul_(rows)
 
 
 @torch.library.custom_op("moonlet::fbgemm_linear", mutates_args=())
