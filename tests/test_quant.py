@@ -235,6 +235,11 @@ def test_quantize_replaces_text_linears_and_reports():
     assert report["replaced"] == n_text and report["bytes_after"] < report["bytes_before"]
     assert not any(type(m) is nn.Linear for m in model.text.modules())
     assert any(type(m) is nn.Linear for m in model.vision.modules())  # not asked for
+    assert report["wider"] == {}
+    fresh = random_model(bench_config("tiny"), torch.device("cpu"), torch.float32)
+    report = quantize_(fresh, "int4")
+    assert report["wider"] == {"text.lm_head": "int8"} and type(fresh.text.lm_head) is Int8Linear
+    assert type(fresh.text.blocks[0].mlp.fc1) is Int4Linear
     report = quantize_(model, "int4", include=("vision",))
     assert report["skipped"] == ["vision.patch_emb"]  # 588 inputs: no group of 32 or more divides them
     # the 32-wide layers (enc_dim) take groups of 128 halved twice

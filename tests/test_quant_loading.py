@@ -14,6 +14,7 @@ from moonlet.checkpoints import loading
 from moonlet.cli import main
 from moonlet.quant import CpuKind, dispatch, formats, plan_for, quantize_
 from moonlet.quant.formats import load_formats, weight_formats
+from moonlet.quant.kernels import Int8Linear
 
 IMAGE = GOLDEN_MODEL.parents[1] / "md2-tiny-grounded" / "cases" / "astronaut.png"
 AVX2 = CpuKind("x86_64", "AVX2")
@@ -31,6 +32,8 @@ def test_quantised_while_reading_equals_quantised_after_loading(quant, parts):
     quantize_(after, quant, include=parts)
     assert weight_formats(direct.model) == weight_formats(after.model)
     assert not any(type(m) is nn.Linear for m in direct.model.text.modules())
+    head = {"int8": Int8Linear, "int4": Int8Linear}[quant]  # int4 keeps the output head in int8
+    assert type(direct.model.text.lm_head) is head and type(after.model.text.lm_head) is head
     assert torch.equal(first_logits(direct), first_logits(after))
     assert direct.model.num_parameters() == after.model.num_parameters()
 
