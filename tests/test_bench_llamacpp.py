@@ -17,7 +17,7 @@ from moonlet.modeling.text import attention_mask
 
 gguf = pytest.importorskip("gguf", reason="the GGUF export needs gguf (the dev or moonlet[bench] extra)")
 
-from moonlet.bench.gguf_export import GGUF_KINDS, write_gguf
+from moonlet.bench.gguf_export import GGUF_KINDS, OUTPUT_KINDS, write_gguf
 from moonlet.bench.llamacpp_route import parse_kinds
 
 EXTRA = "llama-cpp-python is not installed (the moonlet[bench] extra)"
@@ -99,7 +99,8 @@ def test_gguf_tensors_and_metadata(text, kind, tmp_path):
     for name, tensor in tensors.items():
         assert tuple(int(n) for n in tensor.shape) == shapes[name], name
         matrix = len(shapes[name]) == 2
-        assert tensor.tensor_type.name == (kind if matrix else "F32"), name
+        stored_kind = OUTPUT_KINDS.get(kind, kind) if name == "output.weight" else kind  # a 4-bit file's output: Q8_0
+        assert tensor.tensor_type.name == (stored_kind if matrix else "F32"), name
         stored = gguf.quants.dequantize(tensor.data, tensor.tensor_type).reshape(tuple(reversed(shapes[name])))
         ours = weights[name].detach().numpy()
         assert np.abs(stored - ours).max() <= tolerance * np.abs(ours).max() + 1e-7, name

@@ -17,6 +17,9 @@ import torch
 from ..modeling.text import TextDecoder
 
 GGUF_KINDS = ("F32", "F16", "Q8_0", "Q4_0")
+# A 4-bit file keeps its output layer wider, as llama.cpp's own quantiser does (6 bits) and
+# moonlet's int4 does (int8): Q8_0 here, so both routes read the same bytes per token.
+OUTPUT_KINDS = {"Q4_0": "Q8_0"}
 ARCH = "phi2"
 EOS_TEXT = "<|endoftext|>"
 
@@ -132,8 +135,9 @@ def write_gguf(text: TextDecoder, path: str | Path, kind: str = "F16") -> Path:
     writer.add_bos_token_id(config.vocab_size - 1)
     writer.add_eos_token_id(config.vocab_size - 1)
     writer.add_add_bos_token(False)
+    output = tensor_name("OUTPUT")
     for name, tensor in decoder_tensors(text):
-        data, qtype = encode(gguf, name, tensor, kind)
+        data, qtype = encode(gguf, name, tensor, OUTPUT_KINDS.get(kind, kind) if name == output else kind)
         writer.add_tensor(name, data, raw_dtype=qtype if data.dtype == np.uint8 else None)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
