@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
 
 from ..quant import kernels  # noqa: F401  (defines torch.ops.moonlet.fbgemm_linear)
-from .measure import median_time
+from .measure import median_time, peak_bytes
 
 
 def _matmul_flops(x_shape, *args, out_shape=None, **kwargs) -> int:
@@ -137,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     resolved = resolve_local(Path(args.checkpoint))
     model = build_planned(read_config(resolved, None), resolved.weights, torch.device("cpu"), args.dtype, args.quant)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    # VmHWM belongs to this process's own memory map; ru_maxrss also keeps the parent's resident
+    # size at the fork (a bench that has just written the checkpoint: about 4 GB)
+    peak = peak_bytes(torch.device("cpu")) or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"peak_rss_bytes": peak, "formats": weight_formats(model)}))
     return 0
 
