@@ -164,7 +164,7 @@ def test_one_copy_of_the_weights_is_kept():
     linear = _linear(256, 64)
     assert _layer("int8", linear, "fbgemm").qweight is None
     packed = _layer("int4", linear, "pack")
-    assert packed.qweight is None and packed.packed is not None
+    assert packed.qweight is None and packed.scale is None and packed.packed is not None
     assert _layer("fp16", linear, "fbgemm").weight16 is None
 
 

@@ -436,7 +436,7 @@ class Int4Linear(QuantLinear):
         self.packed = self.scale_zero = None
 
     def _drop_source(self) -> None:
-        self.qweight = None  # the packed copy replaces the nibbles
+        self.qweight = self.scale = self.zero = None  # the packed copy and scale_zero replace them
 
     def _weight_block(self, start: int, stop: int, dtype: torch.dtype) -> torch.Tensor:
         q = unpack_nibbles(self.qweight[start:stop]).to(dtype)
@@ -458,4 +458,5 @@ class Int4Linear(QuantLinear):
 
     def weight_bytes(self) -> int:
         groups = self.in_features // self.group_size
-        return self.in_features * self.out_features // 2 + 2 * groups * self.out_features * self.scale.element_size()
+        scales = self.scale_zero if self.kernel == "pack" else self.scale
+        return self.in_features * self.out_features // 2 + 2 * groups * self.out_features * scales.element_size()
