@@ -37,12 +37,11 @@ class TextAttention(nn.Module):
         self.proj = nn.Linear(config.dim, config.dim)
 
     def forward(self, x, cos, sin, positions, mask, layer_cache=None, lora: LayerAdapter | None = None):
-        q_dim = self.n_heads * self.head_dim
-        kv_dim = self.n_kv_heads * self.head_dim
+        qk_heads = self.n_heads + self.n_kv_heads
         qkv = self.qkv(x) if lora is None else add_update(self.qkv(x), lora.qkv, x)
-        q, k, v = qkv.split((q_dim, kv_dim, kv_dim), dim=-1)
-        q = apply_rotary(split_heads(q, self.n_heads), cos, sin)
-        k = apply_rotary(split_heads(k, self.n_kv_heads), cos, sin)
+        qk, v = qkv.split((qk_heads * self.head_dim, self.n_kv_heads * self.head_dim), dim=-1)
+        # queries and keys rotated in one call: (B, H + KV, T, D), then split by heads
+        q, k = apply_rotary(split_heads(qk, qk_heads), cos, sin).split((self.n_heads, self.n_kv_heads), dim=1)
         v = split_heads(v, self.n_kv_heads)
         if layer_cache is not None:  # attention runs in the cache's dtype (float32 on CPU)
             layer_cache.write(positions, k, v)
