@@ -7,7 +7,7 @@ import torch
 from conftest import GOLDEN_MODEL
 from torch import nn
 
-from moonlet.bench.peaks import flops_of, gemm_rate, largest_linear, layer_rate, load_peak_bytes, share_of_peak
+from moonlet.bench.peaks import flops_of, gemm_rate, layer_rate, linear_floor_seconds, load_peak_bytes, share_of_peak
 from moonlet.quant import quantised_linear
 
 
@@ -15,7 +15,16 @@ def test_flops_of_a_linear_stack_is_the_hand_count():
     model = nn.Sequential(nn.Linear(64, 256), nn.GELU(), nn.Linear(256, 32))
     x = torch.randn(10, 64)
     assert flops_of(lambda: model(x)) == 2 * 10 * (64 * 256 + 256 * 32)
-    assert largest_linear(model) is model[0]
+
+
+def test_linear_floor_counts_every_call_at_its_rows():
+    """The floor times each linear call of the function alone: a stack run twice makes 4 calls,
+    and the floor is positive and no more than the function's own time allows (with slack)."""
+    model = nn.Sequential(nn.Linear(64, 256), nn.GELU(), nn.Linear(256, 32))
+    x = torch.randn(10, 64)
+    seconds, calls = linear_floor_seconds(model, lambda: (model(x), model(x[:3])), torch.device("cpu"), torch.float32)
+    assert calls == 4 and 0 < seconds < 1.0
+    assert not model[0]._forward_pre_hooks  # the hooks are gone
 
 
 def test_rates_and_share():

@@ -44,10 +44,32 @@ def flops_of(fn: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def largest_linear(module: nn.Module) -> nn.Module:
-    """The ``module``'s largest linear layer (dense or quantised): what its time is read against."""
-    layers = [m for m in module.modules() if hasattr(m, "in_features")]
-    return max(layers, key=lambda layer: layer.in_features * layer.out_features)
+def linear_floor_seconds(
+    part: nn.Module, fn: Callable[[], object], device: torch.device, dtype: torch.dtype, repeats: int = 3
+) -> tuple[float, int]:
+    """Seconds the linear layers (dense or quantised) of ``part`` take in one call of ``fn``, each
+    timed alone on random activations at the row count it got there, with its own kernel: the
+    floor the part's time is read against. Also the number of linear calls."""
+    calls: dict[tuple, list] = {}  # (kind, in, out, kernel, rows) → [a layer of that kind, calls]
+
+    def record(layer: nn.Module, args: tuple) -> None:
+        rows = args[0].numel() // layer.in_features
+        key = (type(layer).__name__, layer.in_features, layer.out_features, getattr(layer, "kernel", "dense"), rows)
+        calls.setdefault(key, [layer, 0])[1] += 1
+
+    hooks = [m.register_forward_pre_hook(record) for m in part.modules() if hasattr(m, "in_features")]
+    try:
+        with torch.inference_mode():
+            fn()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    seconds = 0.0
+    with torch.inference_mode():
+        for (*_, rows), (layer, count) in calls.items():
+            x = torch.randn(rows, layer.in_features, device=device).to(dtype)
+            seconds += count * median_time(lambda layer=layer, x=x: layer(x), device, repeats, warmup=1)
+    return seconds, sum(count for _, count in calls.values())
 
 
 def layer_rate(layer: nn.Module, rows: int, device: torch.device, dtype: torch.dtype, repeats: int = 5) -> float:
@@ -73,22 +95,18 @@ def share_of_peak(flops: int, seconds: float, peak_flops_per_s: float) -> float:
 
 
 def flop_shares(model, plan, vision_fn, vision_ms: float, prefill_fn, prefill_ms: float) -> dict:
-    """Vision (one crop) and prefill against the rate of each part's largest layer, with its own
-    kernel, at the part's row count (the image's patches; the prefix's tokens), in the run's dtype."""
+    """Vision (one crop) and prefill against the time their own linear layers take alone at the
+    same shapes and kernels (``linear_floor_seconds``): the share of the part's time that is its
+    matmuls at their measured rate, and the part's FLOPs."""
     shares = {}
-    parts = (
-        ("vision_1crop", model.vision, model.config.vision.grid_size**2, vision_fn, vision_ms),
-        ("prefill", model.text.blocks, model.config.prefix_len, prefill_fn, prefill_ms),
-    )
-    for name, part, rows, fn, ms in parts:
-        flops = flops_of(fn)
-        layer = largest_linear(part)
-        rate = layer_rate(layer, rows, plan.device, plan.dtype)
+    parts = (("vision_1crop", model.vision, vision_fn, vision_ms), ("prefill", model.text, prefill_fn, prefill_ms))
+    for name, part, fn, ms in parts:
+        floor, calls = linear_floor_seconds(part, fn, plan.device, plan.dtype)
         shares[name] = {
-            "gflop": round(flops / 1e9, 2),
-            "layer": f"{layer.in_features}x{layer.out_features} {getattr(layer, 'kernel', 'dense')}",
-            "layer_gflop_s": round(rate / 1e9, 1),
-            "share_of_layer_rate": round(share_of_peak(flops, ms / 1e3, rate), 3),
+            "gflop": round(flops_of(fn) / 1e9, 2),
+            "linear_calls": calls,
+            "linear_floor_ms": round(floor * 1e3, 1),
+            "share_of_linear_floor": round(floor * 1e3 / ms, 3),
         }
     return shares
 

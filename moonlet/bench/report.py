@@ -50,8 +50,9 @@ def format_table(result: dict) -> str:
     )
     for part, figures in ours.get("flop_shares", {}).items():
         lines.append(
-            f"{part}: {figures['gflop']} GFLOP at {figures['share_of_layer_rate'] * 100:.0f}% of its largest "
-            f"layer's rate ({figures['layer']}: {figures['layer_gflop_s']} GFLOP/s at the same rows; moonlet)"
+            f"{part}: {figures['gflop']} GFLOP; its {figures['linear_calls']} linear calls alone, timed at the "
+            f"same shapes and kernels, take {figures['linear_floor_ms']:,.1f} ms: "
+            f"{figures['share_of_linear_floor'] * 100:.0f}% of its time (moonlet)"
         )
     depth = result["depth"]
     hf_dtype = (hf or {}).get("dtype")
