@@ -72,28 +72,6 @@ def linear_floor_seconds(
     return seconds, sum(count for _, count in calls.values())
 
 
-def layer_rate(layer: nn.Module, rows: int, device: torch.device, dtype: torch.dtype, repeats: int = 5) -> float:
-    """FLOP/s of ``layer`` on (rows, in) activations: the rate of its own kernel at that shape (for a
-    dense layer, the GEMM's), the most a part made of such layers can reach."""
-    x = torch.randn(rows, layer.in_features, device=device).to(dtype)
-    with torch.inference_mode():
-        seconds = median_time(lambda: layer(x), device, repeats, warmup=2)
-    return 2 * rows * layer.in_features * layer.out_features / seconds
-
-
-def gemm_rate(rows: int, k: int, n: int, device: torch.device, dtype: torch.dtype, repeats: int = 5) -> float:
-    """FLOP/s of a (rows, k) @ (k, n) matmul in ``dtype``: the hardware's rate for that shape."""
-    a = torch.randn(rows, k, device=device).to(dtype)
-    b = torch.randn(k, n, device=device).to(dtype)
-    seconds = median_time(lambda: a @ b, device, repeats, warmup=2)
-    return 2 * rows * k * n / seconds
-
-
-def share_of_peak(flops: int, seconds: float, peak_flops_per_s: float) -> float:
-    """Achieved FLOP/s as a share of the shape's GEMM rate."""
-    return flops / seconds / peak_flops_per_s
-
-
 def flop_shares(model, plan, vision_fn, vision_ms: float, prefill_fn, prefill_ms: float) -> dict:
     """Vision (one crop) and prefill against the time their own linear layers take alone at the
     same shapes and kernels (``linear_floor_seconds``): the share of the part's time that is its

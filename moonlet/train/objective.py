@@ -69,8 +69,8 @@ class LossWeights:
     0 gives plain one-hot targets (the reference recipe). Neighbouring bins are nearly right,
     so soft labels make the 1024-way bins learnable from scratch much sooner.
     ``tasks``: weight of each row by what it trains (see ``TASKS``; a family such as ``caption`` or
-    ``query`` sets every kind of it not named on its own); unnamed tasks weigh 1. A row's loss is the mean over its own
-    targets, so a long caption counts as one row, not as its many tokens."""
+    ``query`` sets every kind of it not named on its own); unnamed tasks weigh 1. A row's loss is
+    the mean over its own targets, so a long caption counts as one row, not as its many tokens."""
 
     region: float = 1.0
     bin_sigma: float = 0.0
