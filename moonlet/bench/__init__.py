@@ -8,8 +8,8 @@ tokens. Output: a table, then one JSON line.
 - ``measure``: timing, memory and bandwidth helpers;
 - ``moonlet_route``, ``transformers_route``: the two routes; ``llamacpp_route`` (``--llamacpp``): the
   text decoder through llama.cpp, from a GGUF written by ``gguf_export``;
-- ``kernel_timings``: every fp16/int8/int4 matmul kernel; ``peaks``: FLOP counts, the GEMM rate of a
-  shape and the peak memory of loading a checkpoint (``--load-peaks``);
+- ``kernel_timings``: every fp16/int8/int4 matmul kernel; ``peaks``: FLOP counts, the time a part's
+  own linear calls take alone (its floor) and the peak memory of loading a checkpoint (``--load-peaks``);
 - ``report``: ratios, table and JSON result; ``cli``: the ``moonlet bench`` sub-command.
 
 Separate benchmarks: ``python -m moonlet.bench.server`` (concurrent against sequential HTTP
