@@ -17,7 +17,7 @@ from torch import nn
 
 from .dispatch import KernelPlan
 from .kernels import QuantLinear
-from .quantize import MODES, PARTS, keeps_float, layer_mode, quantised_linear
+from .quantize import MODES, PARTS, layer_format, quantised_linear
 
 # float16 weights only pay where the bytes do: small layers stay dense (moonlet-nano's are all below)
 FP16_MIN_WEIGHTS = 1 << 20
@@ -63,13 +63,12 @@ def linear_targets(model: nn.Module, formats: Mapping[str, str], group_size: int
         if root is None:
             continue
         for name, module in root.named_modules():
-            full = f"{part}.{name}"
-            layer = layer_mode(mode, full)
-            if type(module) is not nn.Linear or keeps_float(layer, module.in_features, group_size):
+            if type(module) is not nn.Linear:
                 continue
-            if layer == "fp16" and module.in_features * module.out_features < FP16_MIN_WEIGHTS:
+            layer = layer_format(mode, f"{part}.{name}", module.in_features, group_size)
+            if layer is None or (layer == "fp16" and module.in_features * module.out_features < FP16_MIN_WEIGHTS):
                 continue
-            targets[full] = layer
+            targets[f"{part}.{name}"] = layer
     return targets
 
 

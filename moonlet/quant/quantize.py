@@ -46,10 +46,8 @@ def quantised_linear(
     if mode == "int8":
         return Int8Linear(weight, bias, kernel, dtype)
     if mode == "int4":
-        group = int4_group(weight.shape[1], group_size)
-        if group is None:
-            raise ValueError(f"no int4 group of {group_size} or a halving of it divides {weight.shape[1]} inputs")
-        return Int4Linear(weight, bias, group, kernel, dtype)
+        # no group fits: Int4Linear refuses the asked size with its own error
+        return Int4Linear(weight, bias, int4_group(weight.shape[1], group_size) or group_size, kernel, dtype)
     if mode == "fp16":
         return Fp16Linear(weight, bias, kernel, dtype)
     raise ValueError(f"unknown weight format {mode!r}; use one of {WEIGHT_FORMATS}")
@@ -59,11 +57,6 @@ def quantised_linear(
 # (moonlet-nano's int4 answers agree with float32 on 88.0 % of held-out questions with an int4 head,
 # 96.7 % with an int8 one; llama.cpp's 4-bit files keep their output layer wider too).
 WIDER_LAYERS = {"int4": {"text.lm_head": "int8"}}
-
-
-def layer_mode(mode: str, name: str) -> str:
-    """The format the layer ``name`` (``part.path``, e.g. ``text.lm_head``) takes under ``mode``."""
-    return WIDER_LAYERS.get(mode, {}).get(name, mode)
 
 
 MIN_GROUP_SIZE = 32  # the smallest int4 group the packed kernels take
@@ -83,9 +76,12 @@ def int4_group(in_features: int, group_size: int) -> int | None:
     return None
 
 
-def keeps_float(mode: str, in_features: int, group_size: int) -> bool:
-    """Whether a layer of this input width stays in floating point (int4 needs whole groups)."""
-    return mode == "int4" and int4_group(in_features, group_size) is None
+def layer_format(mode: str, name: str, in_features: int, group_size: int) -> str | None:
+    """The format the linear layer ``name`` (``part.path``, e.g. ``text.lm_head``) of this input
+    width takes under ``mode`` (``WIDER_LAYERS`` may widen it), or None where it stays in floating
+    point (int4 needs whole groups)."""
+    layer = WIDER_LAYERS.get(mode, {}).get(name, mode)
+    return None if layer == "int4" and int4_group(in_features, group_size) is None else layer
 
 
 def trim_heap() -> None:
@@ -137,8 +133,8 @@ def quantize_(
                 if type(child) is not nn.Linear:
                     continue
                 full = f"{part}.{name + '.' if name else ''}{child_name}"
-                layer = layer_mode(mode, full)
-                if keeps_float(layer, child.in_features, group_size):
+                layer = layer_format(mode, full, child.in_features, group_size)
+                if layer is None:
                     skipped.append(full)
                     continue
                 with torch.no_grad():
