@@ -168,6 +168,23 @@ def test_one_copy_of_the_weights_is_kept():
     assert _layer("fp16", linear, "fbgemm").weight16 is None
 
 
+NATIVE_BF16 = pytest.mark.skipif(not detect_cpu().bf16, reason="oneDNN's bf16 kernels need a CPU with native bf16")
+
+
+@NATIVE_BF16
+@pytest.mark.parametrize("rows", [1, 5, 33])
+def test_bf16_onednn_equals_plain_bfloat16_linear(rows):
+    """The prepacked bf16 weights give F.linear's bf16 products (the bias added after rounding),
+    and keep one copy of the weights."""
+    linear = _linear(256, 64, torch.bfloat16)
+    layer = _layer("bf16", linear, "onednn")
+    assert layer.kernel == "onednn" and layer.weight16 is None
+    x = torch.randn(rows, 256, dtype=torch.bfloat16)
+    assert layer(x).dtype == torch.bfloat16 and layer(x).shape == (rows, 64)
+    assert _rel(layer(x), linear(x)) < 1e-2
+    assert _rel(layer(x.float()), linear(x)) < 1e-2 and layer(x.float()).dtype == torch.float32
+
+
 def test_int8_pack_refused_for_widths_the_kernel_gets_wrong():
     linear = _linear(24, 64, torch.bfloat16)  # K % 16 != 0: the CPU kernel gives garbage there
     with pytest.raises(RuntimeError, match="no pack Int8Linear kernel"):
@@ -185,7 +202,7 @@ NEON = CpuKind("aarch64", "DEFAULT")
     ("cpu", "dtype", "dense", "int8", "int4"),
     [
         (AVX2, "float32", "fp16", "fbgemm", "pack"),
-        (AVX512_BF16, "bfloat16", "dense", "fbgemm", "pack"),
+        (AVX512_BF16, "bfloat16", "bf16", "fbgemm", "pack"),
         (NEON, "float32", "dense", "pack", "pack"),
         (CpuKind("aarch64", "SVE256", bf16=True), "bfloat16", "dense", "pack", "pack"),
     ],

@@ -54,7 +54,8 @@ def test_targeted_float_weights_never_reach_the_state(monkeypatch):
 
 
 def test_the_default_follows_the_plan(monkeypatch):
-    monkeypatch.setattr(formats, "FP16_MIN_WEIGHTS", 1)  # the golden model's layers are small
+    native_bf16 = dispatch.detect_cpu().bf16  # this CPU's, before the plan is forced
+    monkeypatch.setattr(formats, "PACKED_MIN_WEIGHTS", 1)  # the golden model's layers are small
     monkeypatch.setattr(dispatch, "detect_cpu", lambda: AVX2)
     fast = moonlet.load(GOLDEN_MODEL, device="cpu")  # a bfloat16 checkpoint: float16 holds its values
     reference = moonlet.load(GOLDEN_MODEL, device="cpu", dtype="float32")  # an explicit dtype wins
@@ -63,7 +64,15 @@ def test_the_default_follows_the_plan(monkeypatch):
     difference = (first_logits(fast) - first_logits(reference)).abs().max() / first_logits(reference).abs().max()
     assert difference < 1e-3
     monkeypatch.setattr(dispatch, "detect_cpu", lambda: BF16)
-    assert moonlet.load(GOLDEN_MODEL, device="cpu").model.dtype == torch.bfloat16
+    fast = moonlet.load(GOLDEN_MODEL, device="cpu")
+    reference = moonlet.load(GOLDEN_MODEL, device="cpu", dtype="bfloat16")  # plain bf16 layers
+    assert fast.model.dtype == reference.model.dtype == torch.bfloat16
+    # packed bf16 weights (oneDNN), or their plain fallback where this CPU has no native bf16
+    kernel = "onednn" if native_bf16 else "dequant"
+    assert f"bf16/{kernel}" in weight_formats(fast.model)
+    assert set(weight_formats(reference.model)) == {"bfloat16"}
+    difference = (first_logits(fast) - first_logits(reference)).abs().max() / first_logits(reference).abs().max()
+    assert difference < 2e-2
     assert moonlet.load(device="cpu").model.dtype == torch.float32  # moonlet-nano stores float16: not narrowed
 
 
@@ -71,7 +80,7 @@ def test_the_embedding_table_keeps_its_stored_dtype(monkeypatch):
     """A bfloat16 checkpoint loaded for float32 compute keeps its lookup table in bfloat16 (exact),
     unless a dtype is asked for; the answers are those of the all-float32 model."""
     monkeypatch.setattr(dispatch, "detect_cpu", lambda: AVX2)
-    monkeypatch.setattr(formats, "FP16_PARTS", ())  # the table alone differs
+    monkeypatch.setattr(formats, "DENSE_PARTS", ())  # the table alone differs
     default = moonlet.load(GOLDEN_MODEL, device="cpu")
     explicit = moonlet.load(GOLDEN_MODEL, device="cpu", dtype="float32")
     assert default.model.dtype == explicit.model.dtype == torch.float32
@@ -84,7 +93,9 @@ def test_load_formats():
     assert load_formats(avx2, "bfloat16", dtype_given=False) == {"text": "fp16", "vision": "fp16", "region": "fp16"}
     assert load_formats(avx2, "float32", dtype_given=False) == {}  # float16 would round float32 weights
     assert load_formats(avx2, "bfloat16", dtype_given=True) == {}
-    assert load_formats(bf16, "bfloat16", dtype_given=False) == {}
+    assert load_formats(bf16, "bfloat16", dtype_given=False) == {"text": "bf16", "vision": "bf16", "region": "bf16"}
+    assert load_formats(bf16, "float32", dtype_given=False) == load_formats(bf16, "bfloat16", False)  # bf16 either way
+    assert load_formats(bf16, "bfloat16", dtype_given=True) == {}
     # the quantised parts take the quant; the others keep the plan's float16 weights
     assert load_formats(avx2, "bfloat16", False, "int4", ("text", "region")) == {
         "text": "int4",
@@ -92,7 +103,7 @@ def test_load_formats():
         "region": "int4",
     }
     assert load_formats(avx2, "float32", False, "int8") == {"text": "int8"}
-    assert load_formats(bf16, "bfloat16", False, "int8") == {"text": "int8"}
+    assert load_formats(bf16, "bfloat16", False, "int8") == {"text": "int8", "vision": "bf16", "region": "bf16"}
     with pytest.raises(ValueError, match="unknown quant 'int3'"):
         load_formats(avx2, "bfloat16", False, "int3")
     with pytest.raises(ValueError, match="unknown parts"):

@@ -1,4 +1,4 @@
-"""Time every fp16/int8/int4 matmul kernel against the dense one, at the decoder's layer shapes."""
+"""Time every fp16/bf16/int8/int4 matmul kernel against the dense one, at the decoder's layer shapes."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def kernel_timings(
     variants = {"dense": dense}
     for mode, kernels in (
         ("fp16", ("fbgemm",)),
+        ("bf16", ("onednn",)),
         ("int8", ("fbgemm", "pack", "dequant")),
         ("int4", ("pack", "dequant")),
     ):

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
 
-from ..quant import kernels  # noqa: F401  (defines torch.ops.moonlet.fbgemm_linear)
+from ..quant import kernels  # noqa: F401  (defines torch.ops.moonlet.packed_linear)
 from .measure import median_time, peak_bytes
 
 
@@ -25,9 +25,10 @@ def _matmul_flops(x_shape, *args, out_shape=None, **kwargs) -> int:
 
 # The quantised kernels are matmuls too: count them as the dense product they stand for.
 for _op in (
-    torch.ops.moonlet.fbgemm_linear,
-    torch.ops.quantized.linear_dynamic,  # what the fbgemm layers call in eager mode
+    torch.ops.moonlet.packed_linear,
+    torch.ops.quantized.linear_dynamic,  # what the packed layers call in eager mode
     torch.ops.quantized.linear_dynamic_fp16,
+    torch.ops.mkldnn._linear_pointwise,
     torch.ops.aten._weight_int8pack_mm,
     torch.ops.aten._weight_int4pack_mm_for_cpu,
     torch.ops.aten._weight_int4pack_mm,

@@ -11,6 +11,7 @@ How much a mode costs in answers is measured by ``python -m moonlet.eval.agreeme
 from .dispatch import CpuKind, KernelPlan, detect_cpu, plan_for
 from .kernels import (
     KERNELS,
+    Bf16Linear,
     Fp16Linear,
     Int4Linear,
     Int8Linear,
@@ -34,6 +35,7 @@ from .quantize import (
 __all__ = [
     "KERNELS",
     "WEIGHT_FORMATS",
+    "Bf16Linear",
     "CpuKind",
     "Fp16Linear",
     "KernelPlan",

@@ -19,13 +19,16 @@ from .dispatch import KernelPlan
 from .kernels import QuantLinear
 from .quantize import MODES, PARTS, layer_format, quantised_linear
 
-# float16 weights only pay where the bytes do: small layers stay dense (moonlet-nano's are all below)
-FP16_MIN_WEIGHTS = 1 << 20
+# 16-bit weight formats (not quantisations): the kernel plan's choice for unquantised layers
+SIXTEEN_BIT = ("fp16", "bf16")
+# packed 16-bit weights only pay where the bytes do: small layers stay plain (moonlet-nano's are all below)
+PACKED_MIN_WEIGHTS = 1 << 20
 EXACT_IN_FP16 = ("bfloat16", "float16")  # stored dtypes whose values float16 holds exactly (in range)
-# Parts whose large layers take float16 weights by default: as fast or faster than float32 in
-# decode and prefill on AVX2 (docs/benchmarks.md), at half the bytes (the region head decodes one
-# row at a time, where bytes are the time).
-FP16_PARTS = ("text", "vision", "region")
+# Parts whose large layers take the plan's 16-bit weights by default: float16 is as fast or faster
+# than float32 in decode and prefill on AVX2 at half the bytes, packed bfloat16 faster than plain
+# on a CPU with native bf16 (docs/benchmarks.md); the region head decodes one row at a time, where
+# bytes are the time.
+DENSE_PARTS = ("text", "vision", "region")
 # Tensors read as a table (one row per token), kept in the checkpoint's dtype when it is narrower
 # than the model's: exact, half the memory, no cost in speed.
 LOOKUP_TABLES = ("text.wte",)
@@ -38,9 +41,10 @@ def load_formats(
     quant: str | None = None,
     parts: Iterable[str] = ("text",),
 ) -> dict[str, str]:
-    """Part name → weight format for loading. The plan's ``fp16`` weights apply to ``FP16_PARTS``
-    when no dtype was asked for and the checkpoint's stored values are exact in float16; ``quant``
-    (int8 / int4) then applies to ``parts`` (an int8 text decoder keeps a float16 vision tower)."""
+    """Part name → weight format for loading. When no dtype was asked for, the plan's 16-bit weights
+    apply to ``DENSE_PARTS``: packed ``bf16`` (the plan's dtype then), or ``fp16`` where the
+    checkpoint's stored values are exact in float16; ``quant`` (int8 / int4) then applies to
+    ``parts`` (an int8 text decoder keeps a 16-bit vision tower)."""
     parts = tuple(parts)
     unknown = set(parts) - set(PARTS)
     if unknown:
@@ -48,8 +52,9 @@ def load_formats(
     if quant is not None and quant not in MODES:
         raise ValueError(f"unknown quant {quant!r}; use one of {MODES} (or None)")
     formats = {}
-    if plan.dense.value == "fp16" and not dtype_given and stored_dtype in EXACT_IN_FP16:
-        formats = dict.fromkeys(FP16_PARTS, "fp16")
+    dense = plan.dense.value
+    if dense in SIXTEEN_BIT and not dtype_given and (dense == "bf16" or stored_dtype in EXACT_IN_FP16):
+        formats = dict.fromkeys(DENSE_PARTS, dense)
     if quant is not None:
         formats |= dict.fromkeys(parts, quant)
     return formats
@@ -66,7 +71,8 @@ def linear_targets(model: nn.Module, formats: Mapping[str, str], group_size: int
             if type(module) is not nn.Linear:
                 continue
             layer = layer_format(mode, f"{part}.{name}", module.in_features, group_size)
-            if layer is None or (layer == "fp16" and module.in_features * module.out_features < FP16_MIN_WEIGHTS):
+            small = module.in_features * module.out_features < PACKED_MIN_WEIGHTS
+            if layer is None or (layer in SIXTEEN_BIT and small):
                 continue
             targets[f"{part}.{name}"] = layer
     return targets

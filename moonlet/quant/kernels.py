@@ -1,5 +1,6 @@
-"""The quantised layers: ``nn.Linear`` replacements holding fp16, int8 or int4 weights.
+"""The quantised layers: ``nn.Linear`` replacements holding fp16, bf16, int8 or int4 weights.
 
+- ``bf16``: bfloat16 weights in a packed layout, the products of ``F.linear`` in bfloat16.
 - ``fp16``: float16 weights (exact for a bfloat16 checkpoint's values in float16's range), sums in
   float32: half the bytes of float32 at about float32's answers.
 - ``int8``: one symmetric scale per output channel, ``w ≈ q · s`` with q in [-127, 127].
@@ -10,6 +11,7 @@ Each layer takes a kernel when it is built, on the device its weight lives on, a
 against the plain dequantised reference (``dequant``: blocks of rows converted back to the
 activation dtype and multiplied):
 
+- ``onednn`` (CPU): bf16 weights reordered once for oneDNN's linear (``mkldnn._linear_pointwise``).
 - ``fbgemm`` (x86): fp16 through ``quantized.linear_dynamic_fp16``; int8 through fbgemm's dynamic
   quantisation (activations quantised per call, rows brought to one scale first; 7-bit on CPUs
   without VNNI, whose 16-bit sums would saturate otherwise).
@@ -22,16 +24,18 @@ A packed layer cannot move to another device once built: quantise a model on its
 
 from __future__ import annotations
 
+import functools
 import itertools
 import warnings
 import weakref
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from .dispatch import detect_cpu, fbgemm_available, plan_for
+from .dispatch import detect_cpu, fbgemm_available, onednn_available, plan_for
 
-KERNELS = ("auto", "pack", "fbgemm", "dequant")
+KERNELS = ("auto", "pack", "fbgemm", "onednn", "dequant")
 DEQUANT_BLOCK = 1 << 20  # weight elements converted at a time by the dequant kernels
 INT8_PACK_MAX_ROWS = 8  # above this many activation rows the dequant kernel is faster (docs/benchmarks.md)
 INT4_INNER_K_TILES = 8
@@ -157,53 +161,65 @@ class QuantLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, kernel={self.kernel}"
 
 
-# fbgemm's packed weights are opaque objects that torch.compile cannot trace; layers register them
-# here and call them through one custom op that takes a handle, so a compiled graph stays whole.
-_FBGEMM_WEIGHTS: dict[int, tuple[object, bool | None]] = {}  # handle → (packed weights, int8 reduce_range)
+# Packed weights (fbgemm's, oneDNN's) are opaque to torch.compile; each layer registers the call
+# that runs its weights here and is called through one custom op that takes a handle, so a compiled
+# graph stays whole.
+_PACKED_CALLS: dict[int, Callable[[torch.Tensor], torch.Tensor]] = {}  # handle → x (M, K) ↦ (M, N)
 _handles = itertools.count()
 
 
-def register_fbgemm(owner: nn.Module, packed: object, reduce_range: bool | None) -> int:
-    """A handle for ``fbgemm_linear``; the weights are dropped with ``owner``."""
+def register_packed(owner: nn.Module, call: Callable[[torch.Tensor], torch.Tensor]) -> int:
+    """A handle for ``packed_linear``; the call (and the weights it holds) is dropped with ``owner``.
+    ``call`` must not refer to ``owner``, or the owner would never be freed."""
     handle = next(_handles)
-    _FBGEMM_WEIGHTS[handle] = (packed, reduce_range)
-    weakref.finalize(owner, _FBGEMM_WEIGHTS.pop, handle, None)
+    _PACKED_CALLS[handle] = call
+    weakref.finalize(owner, _PACKED_CALLS.pop, handle, None)
     return handle
 
 
-def _run_fbgemm(x: torch.Tensor, handle: int) -> torch.Tensor:
-    """x (M, K) float32 @ the registered weights: fp16 weights (reduce_range None) or int8 ones with
-    dynamically quantised activations.
+def release_packed(handle: int | None) -> None:
+    _PACKED_CALLS.pop(handle, None)
+
+
+def fbgemm_int8(packed: object, reduce_range: bool, x: torch.Tensor) -> torch.Tensor:
+    """x (M, K) float32 @ fbgemm's int8 weights, the activations quantised dynamically.
 
     fbgemm quantises the activations with one scale for all M rows; each row is divided by its
     largest magnitude first and the output rows multiplied back, so every row (a prompt's tokens,
     a batch's questions) gets the whole 8- or 7-bit range, as a per-row scale would."""
-    packed, reduce_range = _FBGEMM_WEIGHTS[handle]
-    if reduce_range is None:
-        return torch.ops.quantized.linear_dynamic_fp16(x, packed)
     if x.shape[0] == 1:
         return torch.ops.quantized.linear_dynamic(x, packed, reduce_range)
     rows = x.abs().amax(dim=1, keepdim=True).clamp_(min=torch.finfo(x.dtype).tiny)  # M, 1
     return torch.ops.quantized.linear_dynamic(x / rows, packed, reduce_range).mul_(rows)
 
 
-@torch.library.custom_op("moonlet::fbgemm_linear", mutates_args=())
-def fbgemm_linear(x: torch.Tensor, handle: int, out_features: int) -> torch.Tensor:
-    """x (M, K) float32 @ the registered weights → (M, out_features), as one op a compiled graph keeps."""
-    return _run_fbgemm(x, handle)
+def fbgemm_fp16(packed: object, x: torch.Tensor) -> torch.Tensor:
+    """x (M, K) float32 @ fbgemm's float16 weights, float32 sums."""
+    return torch.ops.quantized.linear_dynamic_fp16(x, packed)
 
 
-def fbgemm_matmul(x: torch.Tensor, handle: int, out_features: int) -> torch.Tensor:
-    """``fbgemm_linear`` when compiling; the kernel itself in eager mode, where the custom op's
-    dispatch costs about 0.1 ms a call (10 ms a decoded token over the decoder's 97 layers)."""
-    if torch.compiler.is_compiling():
-        return fbgemm_linear(x, handle, out_features)
-    return _run_fbgemm(x, handle)
+def onednn_bf16(packed: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """x (M, K) bfloat16 @ oneDNN's prepacked bfloat16 weights (no reorder per call)."""
+    return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
 
 
-@fbgemm_linear.register_fake
+@torch.library.custom_op("moonlet::packed_linear", mutates_args=())
+def packed_linear(x: torch.Tensor, handle: int, out_features: int) -> torch.Tensor:
+    """x (M, K) @ the registered weights → (M, out_features), as one op a compiled graph keeps."""
+    return _PACKED_CALLS[handle](x)
+
+
+@packed_linear.register_fake
 def _(x: torch.Tensor, handle: int, out_features: int) -> torch.Tensor:
     return x.new_empty(x.shape[0], out_features)
+
+
+def packed_matmul(x: torch.Tensor, handle: int, out_features: int) -> torch.Tensor:
+    """``packed_linear`` when compiling; the registered call itself in eager mode, where the custom
+    op's dispatch costs about 0.1 ms a call (10 ms a decoded token over the decoder's 97 layers)."""
+    if torch.compiler.is_compiling():
+        return packed_linear(x, handle, out_features)
+    return _PACKED_CALLS[handle](x)
 
 
 def _quantized_tensor(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -240,10 +256,10 @@ class Fp16Linear(QuantLinear):
 
     def _prepare(self, kernel: str) -> None:
         packed = torch.ops.quantized.linear_prepack_fp16(self.weight16.float(), None)
-        self.handle = register_fbgemm(self, packed, None)
+        self.handle = register_packed(self, functools.partial(fbgemm_fp16, packed))
 
     def _release(self) -> None:
-        _FBGEMM_WEIGHTS.pop(self.handle, None)
+        release_packed(self.handle)
         self.handle = None
 
     def _drop_source(self) -> None:
@@ -254,7 +270,57 @@ class Fp16Linear(QuantLinear):
 
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
         if self.kernel == "fbgemm":
-            return fbgemm_matmul(x.float(), self.handle, self.out_features)
+            return packed_matmul(x.float(), self.handle, self.out_features)
+        return self.reference(x)
+
+    def weight_bytes(self) -> int:
+        return 2 * self.in_features * self.out_features
+
+
+# --- bf16 ---------------------------------------------------------------------------------
+
+
+class Bf16Linear(QuantLinear):
+    """y = x @ w.T + b in bfloat16, the weights reordered once into oneDNN's blocked layout.
+
+    The same products as ``F.linear`` in bfloat16, without the reorder ``F.linear`` pays per call:
+    2-3x faster for the few rows of a decoded token on a CPU with native bf16 (docs/benchmarks.md)."""
+
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        kernel: str = "auto",
+        dtype: torch.dtype | None = None,
+    ):
+        super().__init__(weight, bias)
+        self.register_buffer("weight16", weight.detach().to(torch.bfloat16).contiguous())
+        self.handle = None
+        self._choose(kernel, torch.bfloat16)
+
+    def _auto_kernel(self) -> str:
+        return "onednn"
+
+    def _supported(self, kernel: str, dtype: torch.dtype) -> bool:
+        return kernel == "onednn" and self._device.type == "cpu" and onednn_available()
+
+    def _prepare(self, kernel: str) -> None:
+        packed = torch.ops.mkldnn._reorder_linear_weight(self.weight16, 1)
+        self.handle = register_packed(self, functools.partial(onednn_bf16, packed))
+
+    def _release(self) -> None:
+        release_packed(self.handle)
+        self.handle = None
+
+    def _drop_source(self) -> None:
+        self.weight16 = None
+
+    def reference(self, x: torch.Tensor) -> torch.Tensor:
+        return _blocked_matmul(x, self.out_features, lambda a, b: self.weight16[a:b].to(x.dtype))
+
+    def matmul(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kernel == "onednn":
+            return packed_matmul(x.to(torch.bfloat16).contiguous(), self.handle, self.out_features)
         return self.reference(x)
 
     def weight_bytes(self) -> int:
@@ -319,10 +385,10 @@ class Int8Linear(QuantLinear):
         if kernel == "fbgemm":
             packed = torch.ops.quantized.linear_prepack(_quantized_tensor(self.qweight, self.scale), None)
             # 7-bit activations where fbgemm's 16-bit sums could saturate (no VNNI)
-            self.handle = register_fbgemm(self, packed, not detect_cpu().vnni)
+            self.handle = register_packed(self, functools.partial(fbgemm_int8, packed, not detect_cpu().vnni))
 
     def _release(self) -> None:
-        _FBGEMM_WEIGHTS.pop(self.handle, None)
+        release_packed(self.handle)
         self.handle = None
 
     def _drop_source(self) -> None:
@@ -337,7 +403,7 @@ class Int8Linear(QuantLinear):
 
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
         if self.kernel == "fbgemm":
-            return fbgemm_matmul(x.float(), self.handle, self.out_features)
+            return packed_matmul(x.float(), self.handle, self.out_features)
         if self.kernel == "pack" and x.shape[0] <= INT8_PACK_MAX_ROWS:
             fast = _cpu_activations(x)
             return torch._weight_int8pack_mm(fast, self.qweight, self.scale.to(fast.dtype))

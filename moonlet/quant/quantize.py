@@ -12,10 +12,10 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from .kernels import Fp16Linear, Int4Linear, Int8Linear, QuantLinear
+from .kernels import Bf16Linear, Fp16Linear, Int4Linear, Int8Linear, QuantLinear
 
 MODES = ("int8", "int4")
-WEIGHT_FORMATS = ("fp16", *MODES)  # fp16: float16 weights, not a quantisation (see kernels)
+WEIGHT_FORMATS = ("fp16", "bf16", *MODES)  # fp16, bf16: 16-bit weights, not a quantisation (see kernels)
 PARTS = ("text", "vision", "region")
 
 
@@ -50,6 +50,8 @@ def quantised_linear(
         return Int4Linear(weight, bias, int4_group(weight.shape[1], group_size) or group_size, kernel, dtype)
     if mode == "fp16":
         return Fp16Linear(weight, bias, kernel, dtype)
+    if mode == "bf16":
+        return Bf16Linear(weight, bias, kernel, dtype)
     raise ValueError(f"unknown weight format {mode!r}; use one of {WEIGHT_FORMATS}")
 
 
@@ -116,7 +118,7 @@ def quantize_(
     after loading.
     """
     if mode not in WEIGHT_FORMATS:
-        raise ValueError(f"unknown quantisation mode {mode!r}; use one of {MODES} (or fp16 weights)")
+        raise ValueError(f"unknown quantisation mode {mode!r}; use one of {MODES} (or 16-bit weights: fp16, bf16)")
     net = _target(model)
     include = tuple(include)
     unknown = set(include) - set(PARTS)
