@@ -94,7 +94,9 @@ def test_load_formats():
     assert load_formats(avx2, "float32", dtype_given=False) == {}  # float16 would round float32 weights
     assert load_formats(avx2, "bfloat16", dtype_given=True) == {}
     assert load_formats(bf16, "bfloat16", dtype_given=False) == {"text": "bf16", "vision": "bf16", "region": "bf16"}
-    assert load_formats(bf16, "float32", dtype_given=False) == load_formats(bf16, "bfloat16", False)  # bf16 either way
+    assert (
+        load_formats(bf16, "float32", dtype_given=False) == load_formats(bf16, "float16", False) == {}
+    )  # float32 model
     assert load_formats(bf16, "bfloat16", dtype_given=True) == {}
     # the quantised parts take the quant; the others keep the plan's float16 weights
     assert load_formats(avx2, "bfloat16", False, "int4", ("text", "region")) == {

@@ -42,9 +42,9 @@ def load_formats(
     parts: Iterable[str] = ("text",),
 ) -> dict[str, str]:
     """Part name → weight format for loading. When no dtype was asked for, the plan's 16-bit weights
-    apply to ``DENSE_PARTS``: packed ``bf16`` (the plan's dtype then), or ``fp16`` where the
-    checkpoint's stored values are exact in float16; ``quant`` (int8 / int4) then applies to
-    ``parts`` (an int8 text decoder keeps a 16-bit vision tower)."""
+    apply to ``DENSE_PARTS`` where they hold the stored values exactly: packed ``bf16`` for a
+    bfloat16 checkpoint (the model's dtype then), ``fp16`` for a bfloat16 or float16 one; ``quant``
+    (int8 / int4) then applies to ``parts`` (an int8 text decoder keeps a 16-bit vision tower)."""
     parts = tuple(parts)
     unknown = set(parts) - set(PARTS)
     if unknown:
@@ -53,7 +53,8 @@ def load_formats(
         raise ValueError(f"unknown quant {quant!r}; use one of {MODES} (or None)")
     formats = {}
     dense = plan.dense.value
-    if dense in SIXTEEN_BIT and not dtype_given and (dense == "bf16" or stored_dtype in EXACT_IN_FP16):
+    exact = EXACT_IN_FP16 if dense == "fp16" else ("bfloat16",)  # bf16: the model's dtype then (default_dtype)
+    if dense in SIXTEEN_BIT and not dtype_given and stored_dtype in exact:
         formats = dict.fromkeys(DENSE_PARTS, dense)
     if quant is not None:
         formats |= dict.fromkeys(parts, quant)
