@@ -88,6 +88,18 @@ def test_the_embedding_table_keeps_its_stored_dtype(monkeypatch):
     assert torch.equal(first_logits(default), first_logits(explicit))
 
 
+def test_formats_applied_to_a_built_model_equal_a_load_with_them(monkeypatch):
+    """``apply_formats`` (the bench's random models) builds the layers a load with the formats builds."""
+    monkeypatch.setattr(formats, "PACKED_MIN_WEIGHTS", 1)
+    monkeypatch.setattr(dispatch, "detect_cpu", lambda: AVX2)
+    loaded = moonlet.load(GOLDEN_MODEL, device="cpu", quant="int8")  # int8 text, fp16 vision and region
+    built = moonlet.load(GOLDEN_MODEL, device="cpu", dtype="float32")
+    chosen = load_formats(plan_for(AVX2), "bfloat16", False, "int8")
+    assert formats.apply_formats(built.model, chosen) == weight_formats(loaded.model)
+    assert {"int8/fbgemm", "fp16/fbgemm"} <= set(weight_formats(loaded.model))
+    assert torch.equal(first_logits(built), first_logits(loaded))
+
+
 def test_load_formats():
     avx2, bf16 = plan_for(AVX2), plan_for(BF16)
     assert load_formats(avx2, "bfloat16", dtype_given=False) == {"text": "fp16", "vision": "fp16", "region": "fp16"}

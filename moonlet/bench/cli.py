@@ -78,8 +78,9 @@ def run_routes(args: argparse.Namespace, device: torch.device, dtype: torch.dtyp
 
 def run_llamacpp(args: argparse.Namespace, device: torch.device, dtype: torch.dtype, plan: Plan) -> dict:
     """The llama.cpp route on moonlet's text decoder weights: the same model rebuilt (random weights are
-    deterministic per device and dtype; ``--model`` is loaded again) without quantisation, then exported."""
-    model, _, _ = moonlet_model(argparse.Namespace(**{**vars(args), "quant": "none"}), device, dtype)
+    deterministic per device and dtype; ``--model`` is loaded again) with plain layers, then exported."""
+    plain = {"quant": "none", "dtype": str(dtype).removeprefix("torch.")}  # a dtype given: no 16-bit formats
+    model, _, _ = moonlet_model(argparse.Namespace(**{**vars(args), **plain}), device, dtype)
     text = model.text
     del model
     result = measure_llamacpp(text, args.llamacpp, plan, torch.get_num_threads())
@@ -137,7 +138,10 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5, help="timed runs per figure; the median is reported")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs before timing")
     p.add_argument(
-        "--quant", choices=["none", *WEIGHT_FORMATS], default="none", help="moonlet's weights: fp16, int8 or int4"
+        "--quant",
+        choices=["none", *WEIGHT_FORMATS],
+        default="none",
+        help="weights of --quant-parts: fp16, bf16, int8 or int4 (the rest: the kernel plan's, as a load picks)",
     )
     p.add_argument(
         "--compile",

@@ -13,7 +13,8 @@ from ..checkpoints.loading import load_model
 from ..generation.engine import EncodedImage, Engine, TextRequest, bucket
 from ..generation.sampling import SamplingSettings
 from ..modeling.model import MoondreamModel
-from ..quant import quantize_
+from ..quant import plan_for, quantize_
+from ..quant.formats import apply_formats, load_formats, weight_formats
 from .measure import kv_bytes_per_slot, step_intervals, sync
 from .models import bench_config, random_model, resize
 from .peaks import flop_shares
@@ -21,20 +22,27 @@ from .plan import Plan
 
 
 def moonlet_model(args: argparse.Namespace, device: torch.device, dtype: torch.dtype):
-    """The model to measure (random weights, or ``--model``), its configuration at full depth and
-    the quantisation applied."""
+    """The model to measure (random weights, or ``--model`` in the bench's dtype), its configuration
+    at full depth and its layers' formats and kernels."""
     if args.model:
         model, _, _ = load_model(args.model, revision=args.revision, device=device, dtype=dtype)
         full = model.config
         model = resize(model, args.layers, args.context)
-    else:
+        if args.quant != "none":
+            quantize_(model, args.quant, include=tuple(args.quant_parts.split(",")))
+    else:  # random weights take the formats a load of a checkpoint stored like the release would
         full = bench_config(args.config)
         model = random_model(bench_config(args.config, args.layers, args.context), device, dtype)
-    quant = args.quant
-    if quant != "none":
-        report = quantize_(model, quant, include=tuple(args.quant_parts.split(",")))
-        quant = f"{quant} {args.quant_parts} ({','.join(sorted(report['kernels']))})"
-    return model, full, quant
+        formats = load_formats(plan_for(device=device), full.dtype, args.dtype is not None)
+        if args.quant != "none":
+            formats |= dict.fromkeys(args.quant_parts.split(","), args.quant)
+        apply_formats(model, formats)
+    return model, full, describe_formats(weight_formats(model))
+
+
+def describe_formats(counts: dict[str, int]) -> str:
+    """``{"int8/fbgemm": 97, "bfloat16": 60}`` → ``"int8/fbgemm x97, bfloat16 x60"``."""
+    return ", ".join(f"{name} x{count}" for name, count in sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 @torch.inference_mode()

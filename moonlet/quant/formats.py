@@ -17,7 +17,7 @@ from torch import nn
 
 from .dispatch import KernelPlan
 from .kernels import QuantLinear
-from .quantize import MODES, PARTS, layer_format, quantised_linear
+from .quantize import MODES, PARTS, layer_format, quantised_linear, release_freed_memory
 
 # 16-bit weight formats (not quantisations): the kernel plan's choice for unquantised layers
 SIXTEEN_BIT = ("fp16", "bf16")
@@ -77,6 +77,19 @@ def linear_targets(model: nn.Module, formats: Mapping[str, str], group_size: int
                 continue
             targets[f"{part}.{name}"] = layer
     return targets
+
+
+def apply_formats(model: nn.Module, formats: Mapping[str, str], group_size: int = 128) -> dict[str, int]:
+    """Replace the linear layers of a model already built in float (random weights in the bench) as a
+    load with these ``formats`` builds them (``linear_targets``); returns ``weight_formats``."""
+    for name, layer in linear_targets(model, formats, group_size).items():
+        parent, _, child = name.rpartition(".")
+        old = model.get_submodule(name)
+        with torch.no_grad():
+            new = quantised_linear(layer, old.weight.detach(), old.bias, group_size, "auto")
+        setattr(model.get_submodule(parent), child, new)
+    release_freed_memory()
+    return weight_formats(model)
 
 
 class QuantisingReader:
