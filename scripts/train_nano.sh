@@ -58,9 +58,11 @@ stage "$SEE_STEPS" --data "$RUN/scenes-easy" --dense-weight 1.0 --dense-object-s
 $PY -m moonlet.train.gate "$RUN/train/metrics.jsonl" --stage see dev_qa_color=0.6 dev_qa_shape=0.6
 
 # full: every scene, captions at full weight; from step 12,808 reading weighted up (it answered
-# "There is no text." to every read question through 205,000 images): read questions 4x, glyphs 0.6
+# "There is no text." to every read question through 205,000 images): read questions 4x, glyphs 0.6;
+# from step 15,250 the two-object questions too (position rows' loss sat at chance, ln 2 / 2 per
+# row, for 2,400 steps): position 3x, count_relative 2x
 FULL=(--data "$RUN/scenes-easy" "$RUN/scenes-full" --dense-weight 0.5 --dense-object-share 0.5 --dense-glyph-weight 0.6
-  --task-weights "caption=1,query_read=4")
+  --task-weights "caption=1,query_read=4,query_position=3,query_count_relative=2")
 stage "$FULL_STEPS" "${FULL[@]}"
 $PY -m moonlet.train.gate "$RUN/train/metrics.jsonl" --stage full dev_qa=0.85 dev_point=0.85 dev_map50=0.7
 
