@@ -230,11 +230,14 @@ def _quantized_tensor(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         return torch._make_per_channel_quantized_tensor(q, scale.double(), zeros, 0)
 
 
-# --- fp16 ---------------------------------------------------------------------------------
+# --- fp16 and bf16 ------------------------------------------------------------------------
 
 
-class Fp16Linear(QuantLinear):
-    """y = x @ w16.T + b, float16 weights, sums in float32."""
+class HalfLinear(QuantLinear):
+    """y = x @ w16.T + b with 16-bit weights (``storage``), packed once for the ``fast`` kernel."""
+
+    storage: torch.dtype
+    fast: str
 
     def __init__(
         self,
@@ -244,19 +247,18 @@ class Fp16Linear(QuantLinear):
         dtype: torch.dtype | None = None,
     ):
         super().__init__(weight, bias)
-        self.register_buffer("weight16", weight.detach().to(torch.float16).contiguous())
+        self.register_buffer("weight16", weight.detach().to(self.storage).contiguous())
         self.handle = None
         self._choose(kernel, dtype or weight.dtype)
 
     def _auto_kernel(self) -> str:
-        return "fbgemm"
+        return self.fast
 
     def _supported(self, kernel: str, dtype: torch.dtype) -> bool:
-        return kernel == "fbgemm" and self._device.type == "cpu" and fbgemm_available()
+        return kernel == self.fast and self._device.type == "cpu" and self._available()
 
     def _prepare(self, kernel: str) -> None:
-        packed = torch.ops.quantized.linear_prepack_fp16(self.weight16.float(), None)
-        self.handle = register_packed(self, functools.partial(fbgemm_fp16, packed))
+        self.handle = register_packed(self, self._packed_call())
 
     def _release(self) -> None:
         release_packed(self.handle)
@@ -269,62 +271,50 @@ class Fp16Linear(QuantLinear):
         return _blocked_matmul(x, self.out_features, lambda a, b: self.weight16[a:b].to(x.dtype))
 
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kernel == "fbgemm":
-            return packed_matmul(x.float(), self.handle, self.out_features)
+        if self.kernel == self.fast:
+            return packed_matmul(self._activations(x), self.handle, self.out_features)
         return self.reference(x)
 
     def weight_bytes(self) -> int:
         return 2 * self.in_features * self.out_features
 
+    @staticmethod
+    def _available() -> bool:
+        raise NotImplementedError
 
-# --- bf16 ---------------------------------------------------------------------------------
+    def _packed_call(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        raise NotImplementedError
+
+    def _activations(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
 
-class Bf16Linear(QuantLinear):
-    """y = x @ w.T + b in bfloat16, the weights reordered once into oneDNN's blocked layout.
+class Fp16Linear(HalfLinear):
+    """float16 weights through fbgemm's GEMM, sums in float32."""
 
-    The same products as ``F.linear`` in bfloat16, without the reorder ``F.linear`` pays per call:
-    2-3x faster for the few rows of a decoded token on a CPU with native bf16 (docs/benchmarks.md)."""
+    storage, fast = torch.float16, "fbgemm"
+    _available = staticmethod(fbgemm_available)
 
-    def __init__(
-        self,
-        weight: torch.Tensor,
-        bias: torch.Tensor | None = None,
-        kernel: str = "auto",
-        dtype: torch.dtype | None = None,
-    ):
-        super().__init__(weight, bias)
-        self.register_buffer("weight16", weight.detach().to(torch.bfloat16).contiguous())
-        self.handle = None
-        self._choose(kernel, torch.bfloat16)
+    def _packed_call(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        return functools.partial(fbgemm_fp16, torch.ops.quantized.linear_prepack_fp16(self.weight16.float(), None))
 
-    def _auto_kernel(self) -> str:
-        return "onednn"
+    def _activations(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float()
 
-    def _supported(self, kernel: str, dtype: torch.dtype) -> bool:
-        return kernel == "onednn" and self._device.type == "cpu" and onednn_available()
 
-    def _prepare(self, kernel: str) -> None:
-        packed = torch.ops.mkldnn._reorder_linear_weight(self.weight16, 1)
-        self.handle = register_packed(self, functools.partial(onednn_bf16, packed))
+class Bf16Linear(HalfLinear):
+    """bfloat16 weights reordered once into oneDNN's blocked layout: the products of ``F.linear`` in
+    bfloat16 without the reorder ``F.linear`` pays per call, 1.5-3x faster for the few rows of a
+    decoded token on a CPU with native bf16 (docs/benchmarks.md)."""
 
-    def _release(self) -> None:
-        release_packed(self.handle)
-        self.handle = None
+    storage, fast = torch.bfloat16, "onednn"
+    _available = staticmethod(onednn_available)
 
-    def _drop_source(self) -> None:
-        self.weight16 = None
+    def _packed_call(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        return functools.partial(onednn_bf16, torch.ops.mkldnn._reorder_linear_weight(self.weight16, 1))
 
-    def reference(self, x: torch.Tensor) -> torch.Tensor:
-        return _blocked_matmul(x, self.out_features, lambda a, b: self.weight16[a:b].to(x.dtype))
-
-    def matmul(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kernel == "onednn":
-            return packed_matmul(x.to(torch.bfloat16).contiguous(), self.handle, self.out_features)
-        return self.reference(x)
-
-    def weight_bytes(self) -> int:
-        return 2 * self.in_features * self.out_features
+    def _activations(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(torch.bfloat16).contiguous()
 
 
 # --- int8 ---------------------------------------------------------------------------------
