@@ -67,9 +67,10 @@ def test_the_default_follows_the_plan(monkeypatch):
     fast = moonlet.load(GOLDEN_MODEL, device="cpu")
     reference = moonlet.load(GOLDEN_MODEL, device="cpu", dtype="bfloat16")  # plain bf16 layers
     assert fast.model.dtype == reference.model.dtype == torch.bfloat16
-    # packed bf16 weights (oneDNN), or their plain fallback where this CPU has no native bf16
-    kernel = "onednn" if native_bf16 else "dequant"
-    assert f"bf16/{kernel}" in weight_formats(fast.model)
+    # packed bf16 weights (oneDNN); where this CPU has no native bf16, oneDNN may refuse them (its
+    # check fails: the plain fallback)
+    kernels = {"onednn"} if native_bf16 else {"onednn", "dequant"}
+    assert {f"bf16/{k}" for k in kernels} & set(weight_formats(fast.model))
     assert set(weight_formats(reference.model)) == {"bfloat16"}
     difference = (first_logits(fast) - first_logits(reference)).abs().max() / first_logits(reference).abs().max()
     assert difference < 2e-2
