@@ -19,11 +19,13 @@ from .dispatch import KernelPlan
 from .kernels import QuantLinear
 from .quantize import MODES, PARTS, layer_format, quantised_linear, release_freed_memory
 
-# 16-bit weight formats (not quantisations): the kernel plan's choice for unquantised layers
-SIXTEEN_BIT = ("fp16", "bf16")
+# The 16-bit weight formats (not quantisations: the kernel plan's choice for unquantised layers) and
+# the stored dtypes each holds exactly: float16 holds bfloat16's values in range; bf16 is taken only
+# where the model computes in bfloat16, which a CPU load does for a bfloat16 checkpoint
+EXACT_STORED = {"fp16": ("bfloat16", "float16"), "bf16": ("bfloat16",)}
+SIXTEEN_BIT = tuple(EXACT_STORED)
 # packed 16-bit weights only pay where the bytes do: small layers stay plain (moonlet-nano's are all below)
 PACKED_MIN_WEIGHTS = 1 << 20
-EXACT_IN_FP16 = ("bfloat16", "float16")  # stored dtypes whose values float16 holds exactly (in range)
 # Parts whose large layers take the plan's 16-bit weights by default: float16 is as fast or faster
 # than float32 in decode and prefill on AVX2 at half the bytes, packed bfloat16 faster than plain
 # on a CPU with native bf16 (docs/benchmarks.md); the region head decodes one row at a time, where
@@ -53,8 +55,7 @@ def load_formats(
         raise ValueError(f"unknown quant {quant!r}; use one of {MODES} (or None)")
     formats = {}
     dense = plan.dense.value
-    exact = EXACT_IN_FP16 if dense == "fp16" else ("bfloat16",)  # bf16: the model's dtype then (default_dtype)
-    if dense in SIXTEEN_BIT and not dtype_given and stored_dtype in exact:
+    if not dtype_given and stored_dtype in EXACT_STORED.get(dense, ()):
         formats = dict.fromkeys(DENSE_PARTS, dense)
     if quant is not None:
         formats |= dict.fromkeys(parts, quant)
@@ -79,15 +80,19 @@ def linear_targets(model: nn.Module, formats: Mapping[str, str], group_size: int
     return targets
 
 
+def _replace(model: nn.Module, name: str, layer: nn.Module) -> None:
+    """Put ``layer`` at the dotted module path ``name`` of ``model``."""
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent), child, layer)
+
+
 def apply_formats(model: nn.Module, formats: Mapping[str, str], group_size: int = 128) -> dict[str, int]:
     """Replace the linear layers of a model already built in float (random weights in the bench) as a
     load with these ``formats`` builds them (``linear_targets``); returns ``weight_formats``."""
     for name, layer in linear_targets(model, formats, group_size).items():
-        parent, _, child = name.rpartition(".")
         old = model.get_submodule(name)
         with torch.no_grad():
-            new = quantised_linear(layer, old.weight.detach(), old.bias, group_size, "auto")
-        setattr(model.get_submodule(parent), child, new)
+            _replace(model, name, quantised_linear(layer, old.weight.detach(), old.bias, group_size, "auto"))
     release_freed_memory()
     return weight_formats(model)
 
@@ -133,8 +138,7 @@ class QuantisingReader:
         state.update(self.kept)
         for name, layer in self.layers.items():
             layer.bias = state.pop(f"{name}.bias", None)
-            parent, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent), child, layer)
+            _replace(model, name, layer)
 
 
 def weight_formats(model: nn.Module) -> dict[str, int]:
