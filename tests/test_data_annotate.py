@@ -342,3 +342,34 @@ def test_rows_per_scene_follow_the_config():
     assert sum("points" in r for r in rows) == 3
     assert all(r["scene"] == 9 for r in rows)
     assert annotate(scene) == annotate(scene)
+
+
+def test_a_curriculum_config_restricts_question_types_and_relations():
+    """Only position and count_relative questions, only "left" and "above" relations; answers stay honest."""
+    config = AnnotationConfig(
+        caption_lengths=(),
+        questions=6,
+        detect=0,
+        point=0,
+        question_types=("position", "count_relative"),
+        relations=("left", "above"),
+    )
+    annotated = [(scene, annotate(scene, config)) for scene in (sample_scene(4, i) for i in range(120))]
+    rows = [row for _, scene_rows in annotated for row in scene_rows]
+    assert rows and all("question" in row for row in rows)
+    assert {row["type"] for row in rows} == {"position", "count_relative"}
+    assert {direction_of(row["question"]) for row in rows} == {"left", "above"}
+    # of two types, each may take half of a scene's questions (of the default nine, a third)
+    most = [
+        Counter(row["type"] for row in scene_rows).most_common(1)[0][1] for _, scene_rows in annotated if scene_rows
+    ]
+    assert max(most) > 2
+    test_relation_answers_are_honest(annotated)
+
+
+@pytest.mark.parametrize(
+    "field, value", [("question_types", ("position", "colur")), ("relations", ("lft",)), ("relations", ())]
+)
+def test_unknown_question_types_and_relations_are_refused(field, value):
+    with pytest.raises(ValueError, match=field):
+        AnnotationConfig(**{field: value})

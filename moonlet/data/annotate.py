@@ -18,17 +18,20 @@ from .scene import Scene
 from .targets import boxes, choose, points
 
 
-def questions(f: Facts, ph: Phraser, shapes, count: int, absent_share: float) -> list[dict]:
-    """Up to ``count`` distinct questions (fewer for scenes with one or two objects), types drawn
-    by weight among those the scene supports, at most a third of them of one type."""
-    names = list(MAKERS)
+def questions(
+    f: Facts, ph: Phraser, shapes, count: int, absent_share: float, types: tuple[str, ...] = tuple(MAKERS)
+) -> list[dict]:
+    """Up to ``count`` distinct questions (fewer for scenes with one or two objects), ``types``
+    drawn by weight among those the scene supports, at most a third of them of one type (of
+    fewer types, an even share each)."""
+    names = [name for name in MAKERS if name in types]
     weights = np.array([MAKERS[n][1] for n in names])
     rows: list[dict] = []
     seen: set[str] = set()
     answered: set[tuple[str, str]] = set()
     per_type: dict[str, int] = {}
     count = min(count, 4 + 2 * len(f.objects))  # small scenes support fewer distinct questions
-    cap = max(2, (count + 2) // 3)
+    cap = max(2, -(-count // min(3, len(names))))
     for _ in range(count * 8):
         if len(rows) >= count:
             break
@@ -56,12 +59,12 @@ def annotate(
     cfg = config or AnnotationConfig()
     shapes = (scene_config or SceneConfig()).shapes
     ph = Phraser(scene_rng(scene.seed, scene.index, 1), cfg.prefix_share, cfg.casual_share)
-    f = Facts(scene, cfg.margin)
+    f = Facts(scene, cfg.margin, cfg.relations)
     rows: list[dict] = []
     for length in cfg.caption_lengths:
         text, names = caption(f, ph, length)
         rows.append({"caption": text, "length": length, "objects": names})
-    rows += questions(f, ph, shapes, cfg.questions, cfg.absent_share)
+    rows += questions(f, ph, shapes, cfg.questions, cfg.absent_share, cfg.question_types)
     for name, ref in choose(f, ph, shapes, cfg.detect, cfg.absent_share):
         rows.append({"object": name, "boxes": boxes(f, ref)})
     for name, ref in choose(f, ph, shapes, cfg.point, cfg.absent_share):

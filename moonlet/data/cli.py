@@ -38,6 +38,12 @@ def _objects(text: str) -> tuple[int, int]:
     return bounds
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """``a,b`` → ("a", "b"); ``none`` → (). The configs check the names."""
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    return () if names == ("none",) else names
+
+
 def add_data_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``data`` (with ``generate``, ``validate``, ``convert`` and ``rewrite``) to an argparse subparsers object."""
     parser = subparsers.add_parser("data", help="generate, validate or convert training data")
@@ -51,6 +57,13 @@ def add_data_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--size", type=_size, default=(256, 256), help="image size, N or WxH (default 256)")
     p.add_argument("--questions", type=non_negative_int, default=10, help="questions per scene (default 10)")
     p.add_argument("--objects", type=_objects, default=(1, 6), help="objects per scene, N or MIN-MAX (default 1-6)")
+    p.add_argument("--detect", type=non_negative_int, default=2, help="detect targets per scene (default 2)")
+    p.add_argument("--point", type=non_negative_int, default=2, help="point targets per scene (default 2)")
+    p.add_argument(
+        "--captions", type=_names, default=("short", "normal", "long"), help="caption lengths, or none (default all)"
+    )
+    p.add_argument("--question-types", type=_names, help="only these question types, e.g. position,count_relative")
+    p.add_argument("--relations", type=_names, help="only these spatial relations in questions, e.g. left,above")
     p.add_argument("--no-truth", action="store_true", help="do not write ground truth under truth/")
     p.add_argument("--force", action="store_true", help="replace a dataset already in --out")
     p.add_argument(
@@ -76,7 +89,14 @@ def _generate(args) -> int:
     scene_config = SceneConfig(
         width=args.size[0], height=args.size[1], min_objects=args.objects[0], max_objects=args.objects[1]
     )
-    annotation_config = AnnotationConfig(questions=args.questions)
+    chosen = {"question_types": args.question_types, "relations": args.relations}
+    annotation_config = AnnotationConfig(
+        questions=args.questions,
+        detect=args.detect,
+        point=args.point,
+        caption_lengths=args.captions,
+        **{name: value for name, value in chosen.items() if value is not None},
+    )
     examples = None
     if args.ray:
         from ..scale.cli import connect

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .facts import DIRECTIONS
+from .questions import QUESTION_TYPES
+
 SHAPES = ("circle", "square", "triangle", "star", "hexagon", "heart")
 SIZE_CLASSES = ("tiny", "small", "medium", "large", "huge")
 BACKGROUND_KINDS = ("flat", "gradient", "noise", "stripes")
@@ -141,11 +144,20 @@ class AnnotationConfig:
     prefix_share: float = 0.55  # share of questions given a lead-in phrase
     casual_share: float = 0.1  # share of questions typed casually: lower-case start, no final mark
     margin: float = 0.06  # normalised distance below which left/right/above/below is ambiguous
+    # what questions ask: their types (moonlet.data.questions.QUESTION_TYPES) and the spatial
+    # relations of the position, relative_object and count_relative types; fewer for a curriculum
+    question_types: tuple[str, ...] = QUESTION_TYPES
+    relations: tuple[str, ...] = DIRECTIONS
 
     def __post_init__(self) -> None:
         bad = set(self.caption_lengths) - {"short", "normal", "long"}
         if bad:
             raise ValueError(f"unknown caption lengths {sorted(bad)}; known: short, normal, long")
+        for name, known in (("question_types", QUESTION_TYPES), ("relations", DIRECTIONS)):
+            chosen = getattr(self, name)
+            unknown = [v for v in chosen if v not in known]
+            if unknown or not chosen:
+                raise ValueError(f"{name} {list(chosen)} must be one or more of: {', '.join(known)}")
         if min(self.questions, self.detect, self.point) < 0:
             raise ValueError("questions, detect and point must be >= 0")
         for name in ("absent_share", "prefix_share", "casual_share"):

@@ -29,10 +29,14 @@ class Ref:
 
 
 class Facts:
-    def __init__(self, scene: Scene, margin: float):
+    """``directions``: the spatial relations questions may ask about (all four by default; fewer
+    for a curriculum dataset)."""
+
+    def __init__(self, scene: Scene, margin: float, directions: tuple[str, ...] = DIRECTIONS):
         self.scene = scene
         self.objects = scene.objects
         self.margin = margin
+        self.directions = directions
         self._selected: dict[Ref, list[int]] = {}
 
     @property

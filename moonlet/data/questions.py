@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .facts import DIRECTIONS, Facts, Ref
+from .facts import Facts, Ref
 from .palette import COLOURS
 from .phrasing import Phraser, article
 
@@ -123,7 +123,7 @@ def position(f: Facts, ph: Phraser, shapes, absent: bool) -> QA:
     if not pairs:
         return None
     (i, ra), (j, rb) = ph.pick(pairs)
-    direction = ph.pick(DIRECTIONS)
+    direction = ph.pick(f.directions)
     answer = f.side(i, j, direction)
     if answer is None:
         return None
@@ -137,7 +137,7 @@ def relative_object(f: Facts, ph: Phraser, shapes, absent: bool) -> QA:
         return None
     j, ref = ph.pick(options)
     found = []
-    for direction in DIRECTIONS:
+    for direction in f.directions:
         sides = {i: f.side(i, j, direction) for i in range(len(f.objects)) if i != j}
         hits = [i for i, s in sides.items() if s]
         if None not in sides.values() and len(hits) <= 1:
@@ -185,7 +185,7 @@ def count_relative(f: Facts, ph: Phraser, shapes, absent: bool) -> QA:
     j, ref_b = ph.pick(options)
     classes = [Ref()] + [r for r in _classes(f, shapes) if (f.count(r) > 0) != absent]
     found = []
-    for direction in DIRECTIONS:
+    for direction in f.directions:
         for ref in classes:
             members = f.select(ref)
             if members == [j]:
