@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from safetensors import safe_open
 from test_train import dataset, tiny_model, tokenizer  # noqa: F401  (fixtures)
 
-from moonlet.train.dense import COLOUR_CLASSES, SHAPE_CLASSES, scene_targets
+from moonlet.train.dense import COLOUR_CLASSES, SHAPE_CLASSES, DenseHead, batch_targets, patch_places, scene_targets
 from moonlet.train.trainer import TrainConfig, Trainer
 
 SCENE = {
@@ -122,13 +123,13 @@ def test_glyph_targets_follow_the_rendered_text():
             assert len(set(cols)) == 1 and rows[0] > rows[1] > rows[2]
 
 
-def test_a_resumed_run_may_add_the_glyph_head_but_not_model_parameters(dataset, tokenizer, tmp_path):  # noqa: F811
-    """Resuming with --dense-glyph-weight adds a fresh glyph head; everything saved comes back."""
-    import pytest
-
+@pytest.mark.parametrize("weight, head", [("dense_glyph_weight", "glyph_out"), ("dense_place_weight", "place_out")])
+def test_a_resumed_run_may_add_a_dense_head_part_but_not_model_parameters(dataset, tokenizer, tmp_path, weight, head):  # noqa: F811
+    """Resuming with --dense-glyph-weight or --dense-place-weight adds a fresh part to the training-only
+    head; everything saved comes back."""
     from moonlet.train.checkpoint import load_training_state
 
-    def trainer(out, steps, glyph_weight=0.0):
+    def trainer(out, steps, part_weight=0.0):
         config = TrainConfig(
             data=str(dataset),
             out=str(out),
@@ -140,22 +141,24 @@ def test_a_resumed_run_may_add_the_glyph_head_but_not_model_parameters(dataset, 
             eval_every=0,
             progress=False,
             dense_weight=1.0,
-            dense_glyph_weight=glyph_weight,
             rows_per_image=2,
+            **{weight: part_weight},
         )
         return Trainer(tiny_model(tokenizer), tokenizer, config)
 
     first = trainer(tmp_path / "run", 2)
     first.fit()
-    resumed = trainer(tmp_path / "run", 3, glyph_weight=1.0)
-    fresh_glyph = resumed.dense_head.glyph_out.weight.detach().clone()
+    resumed = trainer(tmp_path / "run", 3, part_weight=1.0)
+    fresh_part = getattr(resumed.dense_head, head).weight.detach().clone()
     resumed.resume()
     assert resumed.step == 2
     for name, param in first.parameters_by_name.items():
         assert torch.equal(resumed.parameters_by_name[name], param), name
-    assert torch.equal(resumed.dense_head.glyph_out.weight, fresh_glyph)
+    assert torch.equal(getattr(resumed.dense_head, head).weight, fresh_part)
     history = resumed.fit()
     assert history and resumed.step == 3
+    if head == "place_out":  # every image has places (glyphs need text in the step's images)
+        assert "dense_place" in history[-1]
     # a model parameter the checkpoint lacks is still refused
     with pytest.raises(ValueError, match="does not fit this run"):
         load_training_state(
@@ -164,3 +167,26 @@ def test_a_resumed_run_may_add_the_glyph_head_but_not_model_parameters(dataset, 
             first.optimizer,
             lambda name: name.startswith("dense_head."),
         )
+
+
+def test_the_place_loss_reads_each_image_token_patch_place_and_trains_the_tokens():
+    from moonlet.profiles import PROFILES
+
+    vision = PROFILES["moonlet-nano"].vision
+    grid = vision.grid_size
+    places = patch_places(grid)
+    assert places.shape == (grid * grid, 2)
+    assert torch.allclose(places[1], torch.tensor([1.5, 0.5]) / grid)  # row 0, column 1: (x, y)
+    assert torch.allclose(places[grid], torch.tensor([0.5, 1.5]) / grid)  # row 1, column 0
+    head = DenseHead(vision, place_weight=2.0)
+    targets = batch_targets([SCENE], grid)
+    tokens = torch.randn(1, grid * grid, vision.enc_dim)
+    image_tokens = torch.randn(1, grid * grid, vision.proj_out_dim, requires_grad=True)
+    parts = head.loss(tokens, targets, image_tokens)
+    unplaced = DenseHead(vision).loss(tokens, targets)
+    assert "dense_place" in parts and "dense_place" not in unplaced
+    assert torch.allclose(parts["dense"], unplaced["dense"] + 2.0 * parts["dense_place"])
+    parts["dense_place"].backward()
+    assert image_tokens.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="image tokens"):
+        head.loss(tokens, targets)

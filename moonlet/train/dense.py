@@ -8,6 +8,10 @@ Each patch of the (single-crop) patch grid predicts, from its own vision token:
   patch and the object's box width and height (L1);
 - ``glyph`` (optional): on the patches of a text's box, which characters have their centre in the
   patch (multi-label binary cross-entropy over letters and digits), so the tower learns to read.
+- ``place`` (optional): from the decoder's image tokens (after the projection), the place of the
+  token's own patch, (x, y) of its centre (mean squared error through a linear read-out). The
+  decoder's attention mixes the values of the tokens it looks at, so a place it is to compare must
+  be readable from them linearly; without this the projection kept x and dropped y.
 
 The head is a module of the training wrapper, not of the model: exports never contain it. It
 teaches the tower colour, shape and place directly, instead of only through the decoder.
@@ -70,8 +74,8 @@ class DenseTargets:
 def scene_targets(scene: dict, grid: int, glyphs: bool = False) -> dict[str, torch.Tensor]:
     """One scene's targets on a grid × grid patch grid (the crop stretches the whole image);
     ``glyphs``: also the characters per patch (needs the scene's texts with font, size and angle)."""
-    centres = (torch.arange(grid, dtype=torch.float32) + 0.5) / grid  # patch centres, normalised
-    ys, xs = torch.meshgrid(centres, centres, indexing="ij")
+    places = patch_places(grid).view(grid, grid, 2)  # patch centres, normalised
+    xs, ys = places[..., 0], places[..., 1]
     colour = torch.zeros(grid, grid, dtype=torch.long)
     shape = torch.zeros(grid, grid, dtype=torch.long)
     text = torch.zeros(grid, grid)
@@ -135,15 +139,24 @@ def batch_targets(scenes: list[dict], grid: int, glyphs: bool = False) -> DenseT
 class DenseHead(nn.Module):
     """Vision tokens (B, grid², enc_dim) → per-patch predictions of every target."""
 
-    def __init__(self, config: VisionConfig, seed: int = 0, object_share: float = 0.0, glyph_weight: float = 0.0):
+    def __init__(
+        self,
+        config: VisionConfig,
+        seed: int = 0,
+        object_share: float = 0.0,
+        glyph_weight: float = 0.0,
+        place_weight: float = 0.0,
+    ):
         super().__init__()
         if not 0.0 <= object_share < 1.0:
             raise ValueError(f"dense object share {object_share} must be in [0, 1)")
-        if glyph_weight < 0:
-            raise ValueError(f"dense glyph weight {glyph_weight} must be >= 0")
+        for name, weight in (("glyph", glyph_weight), ("place", place_weight)):
+            if weight < 0:
+                raise ValueError(f"dense {name} weight {weight} must be >= 0")
         self.grid = config.grid_size
         self.object_share = object_share
         self.glyph_weight = glyph_weight
+        self.place_weight = place_weight
         self.sizes = {
             "centre": 1,
             "colour": len(COLOUR_CLASSES),
@@ -160,6 +173,11 @@ class DenseHead(nn.Module):
         self.glyph_out = nn.Linear(config.enc_dim, len(GLYPH_CLASSES)) if glyph_weight else None
         if self.glyph_out is not None:
             _init_linear(self.glyph_out, generator)
+        # the place read-out sees image tokens as the decoder's layer norms do: normalised per token
+        self.place_norm = nn.LayerNorm(config.proj_out_dim, elementwise_affine=False)
+        self.place_out = nn.Linear(config.proj_out_dim, 2) if place_weight else None
+        if self.place_out is not None:
+            _init_linear(self.place_out, generator)
 
     @property
     def reads_glyphs(self) -> bool:
@@ -174,9 +192,12 @@ class DenseHead(nn.Module):
         flat = self.out(self.norm(tokens)).view(b, self.grid, self.grid, -1)  # B, g, g, outputs
         return dict(zip(self.sizes, flat.split(list(self.sizes.values()), dim=-1)))
 
-    def loss(self, tokens: torch.Tensor, targets: DenseTargets) -> dict[str, torch.Tensor]:
+    def loss(
+        self, tokens: torch.Tensor, targets: DenseTargets, image_tokens: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Each part's mean over the batch's patches (glyphs: over the patches of text boxes, summed
-        over characters); ``dense`` is their sum, glyphs weighted by ``glyph_weight``."""
+        over characters); ``dense`` is their sum, glyphs weighted by ``glyph_weight`` and the place
+        of the decoder's ``image_tokens`` (B, grid², text dim) by ``place_weight``."""
         pred = self(tokens.float())
         weights = self.patch_weights(targets.shape.flatten())
         parts = {
@@ -200,6 +221,12 @@ class DenseHead(nn.Module):
             bce = F.binary_cross_entropy_with_logits(logits, targets.glyphs[on_text], reduction="none")
             parts["glyph"] = bce.sum(-1).mean()
             dense = dense + self.glyph_weight * parts["glyph"]
+        if self.place_out is not None:
+            if image_tokens is None:
+                raise ValueError("the dense place loss needs the decoder's image tokens")
+            pred = self.place_out(self.place_norm(image_tokens.float()))  # B, grid², (x, y)
+            parts["place"] = F.mse_loss(pred, patch_places(self.grid, pred.device).expand_as(pred))
+            dense = dense + self.place_weight * parts["place"]
         out = {f"dense_{k}": v for k, v in parts.items()}
         out["dense"] = dense
         return out
@@ -216,6 +243,13 @@ class DenseHead(nn.Module):
         if n_object == 0 or n_background == 0:
             return None
         return on_object * (self.object_share / n_object) + (1 - on_object) * ((1 - self.object_share) / n_background)
+
+
+def patch_places(grid: int, device=None) -> torch.Tensor:
+    """(grid², 2): (x, y) of each patch centre in row-major order, normalised to 0..1."""
+    centres = (torch.arange(grid, dtype=torch.float32, device=device) + 0.5) / grid
+    ys, xs = torch.meshgrid(centres, centres, indexing="ij")
+    return torch.stack((xs.flatten(), ys.flatten()), dim=-1)
 
 
 @torch.no_grad()

@@ -24,9 +24,10 @@ def slot_embeddings(model: MoondreamModel, batch: PackedBatch) -> torch.Tensor:
     return x
 
 
-def packed_hidden(model: MoondreamModel, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hidden states (B, L, dim) of the packed slots, with the vision tower in the graph, and each
-    image's first-crop vision tokens (B, grid², enc_dim)."""
+def packed_hidden(model: MoondreamModel, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Hidden states (B, L, dim) of the packed slots, with the vision tower in the graph, each
+    image's first-crop vision tokens (B, grid², enc_dim) and its image tokens as the decoder gets
+    them (B, grid², dim)."""
     features = [model.vision(pixels) for pixels in batch.pixels]  # per image: n_crops, grid², enc_dim
     prefix = torch.stack(
         [
@@ -40,7 +41,8 @@ def packed_hidden(model: MoondreamModel, batch: PackedBatch) -> tuple[torch.Tens
         (torch.arange(prefix_len, device=x.device).expand(x.shape[0], prefix_len), batch.positions), dim=1
     )
     mask = packed_mask(batch.segments, batch.positions, prefix_len, model.config.text.prefix_bidirectional)
-    return model.text(x, positions, mask)[:, prefix_len:], torch.stack([f[0] for f in features])
+    image_tokens = prefix[:, prefix_len - model.config.vision.n_patches :]
+    return model.text(x, positions, mask)[:, prefix_len:], torch.stack([f[0] for f in features]), image_tokens
 
 
 # A row's task is its family, or ``family_kind`` where the row says more: a caption's length, a
@@ -116,7 +118,7 @@ def losses(
     ``weights.region``), then the mean over rows weighted by their task; also the parts for logging.
     With a ``dense_head`` and the batch's dense targets, ``dense`` is the mean per-patch auxiliary
     loss of the batch's images (``moonlet.train.dense``)."""
-    hidden, vision_tokens = packed_hidden(model, batch)
+    hidden, vision_tokens, image_tokens = packed_hidden(model, batch)
     n = batch.n_sequences
     row_sum = torch.zeros(n, device=hidden.device)
     row_count = torch.zeros(n, device=hidden.device)
@@ -158,7 +160,7 @@ def losses(
         if chosen.any():
             parts[f"task_{task}"] = row_loss[chosen].detach().mean()
     if dense_head is not None and batch.dense is not None:
-        parts.update(dense_head.loss(vision_tokens, batch.dense))
+        parts.update(dense_head.loss(vision_tokens, batch.dense, image_tokens))
     parts["loss_sum"] = (row_loss * task_weight).sum()
     parts["loss"] = parts["loss_sum"] / max(batch_weight(batch, weights), 1e-9)
     return parts

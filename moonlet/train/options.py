@@ -48,6 +48,9 @@ class TrainConfig:
     dense_object_share: float = 0.0
     # weight of the per-patch glyph loss (which letters and digits lie in each text patch); 0: no glyph head
     dense_glyph_weight: float = 0.0
+    # weight of the loss that makes each image token's patch place (x, y) linearly readable from the
+    # decoder's image tokens (moonlet.train.dense); 0: off
+    dense_place_weight: float = 0.0
     # A compact copy of the resumable state (float32 weights, bfloat16 moments), overwritten at every
     # save and resumed from when the run directory has none: training across machines and sessions.
     state_dir: str | None = None
@@ -72,7 +75,7 @@ class TrainConfig:
             raise ValueError(
                 f"decay_steps {self.decay_steps} must be in [0, steps - warmup = {self.steps - self.warmup}]"
             )
-        for name in ("dense_object_share", "dense_glyph_weight"):
+        for name in ("dense_object_share", "dense_glyph_weight", "dense_place_weight"):
             if getattr(self, name) and not self.dense_weight:
                 raise ValueError(f"{name} needs the dense head: set dense_weight > 0")
         parse_task_weights(self.task_weights)

@@ -68,7 +68,11 @@ class Trainer:
                 raise ValueError("dense_weight needs a single-crop model (vision.crop_scheme 'single')")
             self.truth = read_truth(config.data)
             self.dense_head = DenseHead(
-                model.config.vision, config.seed, config.dense_object_share, config.dense_glyph_weight
+                model.config.vision,
+                config.seed,
+                config.dense_object_share,
+                config.dense_glyph_weight,
+                config.dense_place_weight,
             ).to(self.device)
         self.module: nn.Module = TrainingModule(model, self.weights, self.dense_head)
         # every parameter of the run by name: the model's, then the training-only head's
